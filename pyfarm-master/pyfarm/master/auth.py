@@ -1,0 +1,113 @@
+"""
+Bearer-token authentication and role checks for the API.
+
+Tokens are random strings shown once; the database keeps their SHA-256
+digest. Passwords (for the web UI) are hashed with Werkzeug.
+"""
+
+import functools
+import hashlib
+import secrets
+
+from flask import g, request
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from pyfarm.core.enums import Role
+from pyfarm.master.db import db, utcnow
+from pyfarm.master.errors import Forbidden, Unauthorized
+from pyfarm.master.models import ApiToken, User
+
+TOKEN_BYTES = 32
+
+
+def new_token():
+    """Return a new random token (shown to the user once)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(token):
+    """Return the stored digest of ``token``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def hash_password(password):
+    """Return a salted hash of ``password``."""
+    return generate_password_hash(password)
+
+
+def check_password(user, password):
+    """Whether ``password`` is ``user``'s password."""
+    return bool(user.password_hash) and check_password_hash(
+        user.password_hash, password)
+
+
+def user_for_token(session, token, now=None):
+    """Return the active user owning ``token``, or ``None``."""
+    row = session.execute(
+        select(ApiToken, User).join(User, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None or not row.User.active:
+        return None
+    row.ApiToken.last_used_at = now or utcnow()
+    return row.User
+
+
+def bearer_token(header):
+    """Return the token of an ``Authorization: Bearer`` header or None."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def current_user():
+    """Authenticate the request (once) and return its user.
+
+    Raises :class:`Unauthorized` with a message saying what to send.
+    """
+    if "user" in g:
+        return g.user
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized(
+            "authentication required: send 'Authorization: Bearer <token>' "
+            "(create one with 'pyfarm-master tokens create NAME')")
+    user = user_for_token(db.session, token)
+    if user is None:
+        raise Unauthorized("the token is unknown, revoked or its user is "
+                           "disabled")
+    g.user = user
+    return user
+
+
+def require_roles(*roles):
+    """Decorate a view so only users with one of ``roles`` may call it."""
+    allowed = frozenset(Role(role) for role in roles)
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = current_user()
+            if user.role not in allowed:
+                names = ", ".join(sorted(allowed))
+                raise Forbidden(
+                    f"role {user.role!r} may not do this; it needs one of: "
+                    f"{names}")
+            return view(*args, **kwargs)
+        wrapper.required_roles = allowed
+        return wrapper
+    return decorate
+
+
+#: Roles of people (not agents).
+PEOPLE = (Role.ADMIN, Role.USER)
+
+
+def can_change(user, owner_id):
+    """Whether ``user`` may change an object owned by ``owner_id``."""
+    return user.role == Role.ADMIN or (
+        user.role == Role.USER and owner_id == user.id)

@@ -1,0 +1,56 @@
+"""The application factory, the schema check and error handling."""
+
+import pytest
+import sqlalchemy as sa
+
+from pyfarm.master.app import create_app
+from pyfarm.master.errors import SchemaOutOfDate
+from pyfarm.master.schema import downgrade, head_revision, upgrade
+
+
+def test_api_index_needs_no_token(client):
+    response = client.get("/api/v1/")
+    assert response.status_code == 200
+    assert response.get_json()["api"] == "v1"
+
+
+def test_unknown_api_path_is_json_404(client):
+    response = client.get("/api/v1/nope")
+    assert response.status_code == 404
+    assert "no such API endpoint" in response.get_json()["error"]
+
+
+def test_refuses_empty_database_and_names_the_command(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    with pytest.raises(SchemaOutOfDate, match="pyfarm-master db upgrade"):
+        create_app({"database_url": url, "data_dir": str(tmp_path)})
+
+
+def test_refuses_old_revision(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    upgrade(url)
+    downgrade(url, "base")
+    with pytest.raises(SchemaOutOfDate, match="is empty"):
+        create_app({"database_url": url, "data_dir": str(tmp_path)})
+
+
+def test_migration_round_trip(tmp_path):
+    url = f"sqlite:///{tmp_path / 'rt.sqlite'}"
+    upgrade(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        revision = connection.exec_driver_sql(
+            "SELECT version_num FROM alembic_version").scalar()
+        names = connection.exec_driver_sql(
+            "SELECT name FROM jobtypes").scalars().all()
+    engine.dispose()
+    assert revision == head_revision()
+    assert names == ["command"]
+    downgrade(url, "base")
+    upgrade(url)
+
+
+def test_sqlite_uses_wal(app, session):
+    if app.config["PYFARM"].database_url.startswith("sqlite"):
+        mode = session.execute(sa.text("PRAGMA journal_mode")).scalar()
+        assert mode == "wal"
