@@ -6,9 +6,17 @@ Importing this package registers every table on ``db.metadata``.
 
 from pyfarm.master.models.agent import Agent, AgentJobFailure
 from pyfarm.master.models.catalog import (
-    JobQueue, JobType, Software, SoftwareVersion, Tag)
+    JobQueue,
+    JobType,
+    Software,
+    SoftwareVersion,
+    Tag,
+)
 from pyfarm.master.models.job import (
-    Job, JobSoftwareRequirement, JobTagRequirement)
+    Job,
+    JobSoftwareRequirement,
+    JobTagRequirement,
+)
 from pyfarm.master.models.task import Task, TaskAttempt
 from pyfarm.master.models.user import ApiToken, User
 

@@ -2,8 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import (
-    JSON, Column, ForeignKey, Index, String, Table, Text)
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pyfarm.core.enums import WorkState
