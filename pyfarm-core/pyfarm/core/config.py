@@ -19,6 +19,7 @@ Typed getters raise :class:`ConfigError`, naming the key, the variable
 and where the bad value came from.
 """
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -74,6 +75,8 @@ def read_file(path):
             return flatten(tomllib.load(stream))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
 
 
 class Config:
@@ -179,6 +182,8 @@ class Config:
             number = float(str(value).strip())
         except ValueError:
             self._fail(key, "a number", value)
+        if not math.isfinite(number):
+            self._fail(key, "a finite number", value)
         if minimum is not None and number < minimum:
             self._fail(key, f"a number of at least {minimum}", value)
         return number
@@ -208,8 +213,14 @@ class Config:
         self._fail(key, "a list or a comma separated string", value)
 
     def get_path(self, key, default=None):
-        """Return ``key`` as an absolute :class:`~pathlib.Path`."""
-        value = self.get(key, default)
+        """Return ``key`` as an absolute :class:`~pathlib.Path`.
+
+        An empty value (``PYFARM_DATA_DIR=``) counts as unset rather than
+        as the current directory.
+        """
+        value = self.get(key)
+        if value is None or not str(value).strip():
+            value = default
         if value is None:
             return None
         return Path(os.path.expanduser(str(value))).absolute()

@@ -56,9 +56,12 @@ def consecutive_runs(frames, by=1):
 
 
 def compact(frames):
-    """Describe sorted ``frames`` briefly, e.g. ``"1-3,7,9-11"``."""
+    """Describe ``frames`` briefly, e.g. ``"1-3,7,9-11"``.
+
+    Order and repeats do not matter: ``[3, 1, 2, 2]`` is ``"1-3"``.
+    """
     parts = []
-    for run in consecutive_runs(sorted(frames)):
+    for run in consecutive_runs(sorted(set(frames))):
         if len(run) == 1:
             parts.append(str(run[0]))
         else:

@@ -18,8 +18,11 @@ def version_key(version):
     key = []
     for number, word in _PART.findall(version):
         key.append((1, int(number), "") if number else (0, 0, word.lower()))
-    # Trailing zero parts do not change a version: 3.0 == 3.
-    while key and key[-1] == (1, 0, ""):
+    # Trailing zero parts do not change a version: 3.0 == 3. One part is
+    # kept so that "0" is not the empty key, which would be a prefix of
+    # every version and so a maximum that admits everything. The key is
+    # empty only for text without numbers or letters (such as "-").
+    while len(key) > 1 and key[-1] == (1, 0, ""):
         key.pop()
     return tuple(key)
 
