@@ -19,6 +19,7 @@ from pyfarm.master.errors import Forbidden, Unauthorized
 from pyfarm.master.models import ApiToken, User
 
 TOKEN_BYTES = 32
+USER_KEY = "pyfarm.user"
 
 
 def new_token():
@@ -69,8 +70,11 @@ def current_user():
 
     Raises :class:`Unauthorized` with a message saying what to send.
     """
-    if "user" in g:
-        return g.user
+    # Cached on the request, not on ``g``: an app context (and its ``g``)
+    # may outlive one request, as in tests and CLI commands.
+    cached = request.environ.get(USER_KEY)
+    if cached is not None:
+        return cached
     token = bearer_token(request.headers.get("Authorization"))
     if token is None:
         raise Unauthorized(
@@ -80,6 +84,7 @@ def current_user():
     if user is None:
         raise Unauthorized("the token is unknown, revoked or its user is "
                            "disabled")
+    request.environ[USER_KEY] = user
     g.user = user
     return user
 

@@ -15,6 +15,7 @@ Settings come from the config files and ``PYFARM_*`` variables (see
 """
 
 import argparse
+import contextlib
 import sys
 
 from pyfarm.core.config import ConfigError
@@ -75,12 +76,19 @@ def build_parser():
     return parser
 
 
+@contextlib.contextmanager
 def app_context(check_schema=True):
-    """Return an app context for commands that use the database."""
+    """Run the block in an app context; close the database afterwards."""
     from pyfarm.master.app import create_app
+    from pyfarm.master.db import db
 
     overrides = None if check_schema else {"check_schema": False}
-    return create_app(overrides).app_context()
+    with create_app(overrides).app_context():
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 def cmd_serve(args):

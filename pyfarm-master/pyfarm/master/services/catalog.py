@@ -1,0 +1,337 @@
+"""
+The catalog: job types, software and its versions, tags and job queues.
+
+These are the names jobs and agents refer to. Look-ups by name raise
+:class:`~pyfarm.master.errors.NotFound`; creating a name that is taken
+raises :class:`~pyfarm.master.errors.Conflict`. ``ensure_*`` functions
+create what is missing and are safe when two requests race to create
+the same name.
+"""
+
+import re
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from pyfarm.core.enums import FINAL_STATES
+from pyfarm.core.logger import getLogger
+from pyfarm.core.versions import version_key
+from pyfarm.master.errors import BadRequest, Conflict, NotFound
+from pyfarm.master.models import (
+    Job,
+    JobQueue,
+    JobType,
+    Software,
+    SoftwareVersion,
+    Tag,
+)
+
+logger = getLogger("master.catalog")
+
+#: Longest name of each kind (the column sizes).
+NAME_LENGTH = {"jobtype": 64, "software": 64, "tag": 64, "jobqueue": 128,
+               "version": 64}
+#: Characters a name may not hold: it appears in URLs and in lists.
+_BAD_NAME = re.compile(r"[/\x00-\x1f\x7f]")
+
+
+def check_name(value, field, kind):
+    """Return ``value`` stripped, or raise naming ``field`` if unusable.
+
+    ``kind`` is a key of :data:`NAME_LENGTH`.
+    """
+    if not isinstance(value, str):
+        raise BadRequest(f"field {field!r} must be a string, got "
+                         f"{value!r}")
+    name = value.strip()
+    longest = NAME_LENGTH[kind]
+    if not name or len(name) > longest:
+        raise BadRequest(f"field {field!r} must have 1 to {longest} "
+                         f"characters, got {value!r}")
+    if _BAD_NAME.search(name):
+        raise BadRequest(f"field {field!r} may not contain '/' or control "
+                         f"characters, got {value!r}")
+    return name
+
+
+def check_version(value, field="version"):
+    """Return a software version string or raise naming ``field``."""
+    version = check_name(value, field, "version")
+    if not version_key(version):
+        raise BadRequest(f"field {field!r}: a version must contain a "
+                         f"number or a letter, got {value!r}")
+    return version
+
+
+def version_sort_key(version):
+    """Sort key of a version string; one without numbers sorts first."""
+    try:
+        return (version_key(version), version)
+    except ValueError:
+        return ((), version)
+
+
+def sorted_versions(versions):
+    """Sort version strings numerically (``"9.5"`` before ``"10.0"``)."""
+    return sorted(versions, key=version_sort_key)
+
+
+def _insert_once(session, row):
+    """Insert ``row`` in a savepoint; return False if it already exists.
+
+    A concurrent request may have inserted the same unique name between
+    our look-up and our insert; the savepoint keeps the transaction.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        logger.debug("%r was created concurrently", row)
+        return False
+    return True
+
+
+# -- job types -----------------------------------------------------------
+
+
+def check_json_schema(schema, field="parameters"):
+    """Raise :class:`BadRequest` unless ``schema`` is a valid JSON Schema.
+
+    Checked against the 2020-12 meta-schema; the message names the
+    place in the schema that is wrong.
+    """
+    if not isinstance(schema, dict):
+        raise BadRequest(f"field {field!r} must be a JSON Schema object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        where = ".".join([field, *(str(p) for p in error.path)])
+        raise BadRequest(f"field {where!r} is not a valid JSON Schema: "
+                         f"{error.message}") from None
+
+
+def get_jobtype(session, name):
+    """Return the job type called ``name`` or raise :class:`NotFound`."""
+    jobtype = session.execute(
+        select(JobType).where(JobType.name == name)).scalar()
+    if jobtype is None:
+        raise NotFound(f"no job type named {name!r}")
+    return jobtype
+
+
+def create_jobtype(session, name, now, description="", parameters=None):
+    """Create a job type whose jobs' ``data`` must match ``parameters``."""
+    name = check_name(name, "name", "jobtype")
+    parameters = {} if parameters is None else parameters
+    check_json_schema(parameters)
+    if session.execute(select(JobType.id).where(JobType.name == name)) \
+            .first() or not _insert_once(session, JobType(
+                name=name, description=description or "",
+                parameters=parameters, created_at=now)):
+        raise Conflict(f"a job type named {name!r} already exists")
+    return get_jobtype(session, name)
+
+
+# -- software ------------------------------------------------------------
+
+
+def get_software(session, name):
+    """Return the software called ``name`` or raise :class:`NotFound`."""
+    software = session.execute(
+        select(Software).where(Software.name == name)).scalar()
+    if software is None:
+        raise NotFound(f"no software named {name!r}")
+    return software
+
+
+def create_software(session, name, versions=()):
+    """Create software with ``versions``; a taken name is a conflict."""
+    name = check_name(name, "name", "software")
+    versions = [check_version(v, f"versions.{i}")
+                for i, v in enumerate(versions)]
+    if session.execute(select(Software.id).where(Software.name == name)) \
+            .first() or not _insert_once(session, Software(name=name)):
+        raise Conflict(f"software named {name!r} already exists")
+    software = get_software(session, name)
+    for version in dict.fromkeys(versions):
+        session.add(SoftwareVersion(software=software, version=version))
+    session.flush()
+    return software
+
+
+def add_software_version(session, software, version):
+    """Add ``version`` to ``software``; a known version is a conflict."""
+    version = check_version(version)
+    row = SoftwareVersion(software_id=software.id, version=version)
+    if any(v.version == version for v in software.versions) \
+            or not _insert_once(session, row):
+        raise Conflict(f"{software.name} {version} is already known")
+    session.refresh(software)
+    return software
+
+
+def ensure_software_version(session, name, version):
+    """Return the :class:`SoftwareVersion`, creating what is missing."""
+    name = check_name(name, "software", "software")
+    version = check_version(version)
+    software = session.execute(
+        select(Software).where(Software.name == name)).scalar()
+    if software is None:
+        _insert_once(session, Software(name=name))
+        software = get_software(session, name)
+    query = select(SoftwareVersion).where(
+        SoftwareVersion.software_id == software.id,
+        SoftwareVersion.version == version)
+    row = session.execute(query).scalar()
+    if row is None:
+        _insert_once(session, SoftwareVersion(software_id=software.id,
+                                              version=version))
+        row = session.execute(query).scalar_one()
+    return row
+
+
+# -- tags ----------------------------------------------------------------
+
+
+def get_tag(session, name):
+    """Return the tag called ``name`` or raise :class:`NotFound`."""
+    tag = session.execute(select(Tag).where(Tag.name == name)).scalar()
+    if tag is None:
+        raise NotFound(f"no tag named {name!r}")
+    return tag
+
+
+def create_tag(session, name):
+    """Create a tag; a taken name is a :class:`Conflict`."""
+    name = check_name(name, "name", "tag")
+    if session.execute(select(Tag.id).where(Tag.name == name)).first() \
+            or not _insert_once(session, Tag(name=name)):
+        raise Conflict(f"a tag named {name!r} already exists")
+    return get_tag(session, name)
+
+
+def ensure_tags(session, names, field="tags"):
+    """Return the tags called ``names`` (in order), creating missing ones.
+
+    Repeated names give one tag. A bad name raises :class:`BadRequest`
+    naming ``field.<index>``.
+    """
+    wanted = list(dict.fromkeys(
+        check_name(name, f"{field}.{index}", "tag")
+        for index, name in enumerate(names)))
+    if not wanted:
+        return []
+    query = select(Tag).where(Tag.name.in_(wanted))
+    found = {tag.name: tag for tag in session.execute(query).scalars()}
+    missing = [name for name in wanted if name not in found]
+    for name in missing:
+        _insert_once(session, Tag(name=name))
+    if missing:
+        found = {tag.name: tag for tag in session.execute(query).scalars()}
+    return [found[name] for name in wanted]
+
+
+# -- job queues ----------------------------------------------------------
+
+
+def get_jobqueue(session, name, field=None):
+    """Return the queue called ``name`` or raise :class:`NotFound`."""
+    queue = session.execute(
+        select(JobQueue).where(JobQueue.name == name)).scalar()
+    if queue is None:
+        where = f" (field {field!r})" if field else ""
+        raise NotFound(f"no job queue named {name!r}{where}")
+    return queue
+
+
+def _check_limits(minimum, maximum):
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise BadRequest(
+            f"field 'minimum_agents' ({minimum}) must not be more than "
+            f"'maximum_agents' ({maximum})")
+
+
+def _check_parent(queue, parent):
+    """Refuse a parent that would make the queue tree a loop."""
+    node = parent
+    while node is not None:
+        if node.id == queue.id:
+            raise BadRequest(
+                f"field 'parent': {parent.name!r} is {queue.name!r} or "
+                f"one of its sub-queues; a queue cannot be its own "
+                f"ancestor")
+        node = node.parent
+
+
+def create_jobqueue(session, name, now, parent=None, priority=0, weight=1,
+                    minimum_agents=None, maximum_agents=None):
+    """Create a queue, under the queue named ``parent`` if given."""
+    name = check_name(name, "name", "jobqueue")
+    _check_limits(minimum_agents, maximum_agents)
+    parent_row = None if parent is None else get_jobqueue(
+        session, parent, "parent")
+    queue = JobQueue(
+        name=name, parent_id=parent_row.id if parent_row else None,
+        priority=priority, weight=weight, minimum_agents=minimum_agents,
+        maximum_agents=maximum_agents, created_at=now)
+    if session.execute(select(JobQueue.id).where(JobQueue.name == name)) \
+            .first() or not _insert_once(session, queue):
+        raise Conflict(f"a job queue named {name!r} already exists")
+    return queue
+
+
+def update_jobqueue(session, queue, changes):
+    """Apply ``changes`` (a dict of the fields to change) to ``queue``.
+
+    Keys: ``name``, ``parent`` (a name or ``None`` for a top queue),
+    ``priority``, ``weight``, ``minimum_agents``, ``maximum_agents``.
+    """
+    changes = dict(changes)
+    if "name" in changes:
+        name = check_name(changes.pop("name"), "name", "jobqueue")
+        if name != queue.name and session.execute(
+                select(JobQueue.id).where(JobQueue.name == name)).first():
+            raise Conflict(f"a job queue named {name!r} already exists")
+        queue.name = name
+    if "parent" in changes:
+        parent = changes.pop("parent")
+        parent_row = None if parent is None else get_jobqueue(
+            session, parent, "parent")
+        if parent_row is not None:
+            _check_parent(queue, parent_row)
+        queue.parent = parent_row
+    for field, value in changes.items():
+        setattr(queue, field, value)
+    _check_limits(queue.minimum_agents, queue.maximum_agents)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Another request took the new name since we looked.
+        raise Conflict(f"a job queue named {queue.name!r} already "
+                       f"exists") from None
+    return queue
+
+
+def delete_jobqueue(session, queue):
+    """Delete ``queue`` unless unfinished jobs or sub-queues use it.
+
+    Finished jobs in the queue are kept and lose their queue.
+    """
+    children = session.execute(
+        select(func.count()).select_from(JobQueue)
+        .where(JobQueue.parent_id == queue.id)).scalar_one()
+    if children:
+        raise Conflict(f"job queue {queue.name!r} has {children} "
+                       f"sub-queue(s); delete or move them first")
+    active = session.execute(
+        select(func.count()).select_from(Job).where(
+            Job.jobqueue_id == queue.id,
+            Job.state.not_in([str(s) for s in FINAL_STATES]))).scalar_one()
+    if active:
+        raise Conflict(f"job queue {queue.name!r} still holds {active} "
+                       f"job(s) that are not done or failed")
+    session.delete(queue)
+    session.flush()
