@@ -23,6 +23,10 @@ COMMAND_PARAMETERS = {
             "type": "array", "minItems": 1, "items": {"type": "string"},
             "description": "The program and its arguments.",
         },
+        "cwd": {
+            "type": "string",
+            "description": "The folder the program runs in.",
+        },
     },
     "required": ["argv"],
     "additionalProperties": False,
@@ -277,8 +281,9 @@ def upgrade():
                                                     sa.DateTime))
     op.bulk_insert(jobtypes, [{
         "name": "command",
-        "description": "Runs data.argv with {start}, {end}, {by} and "
-                       "{frame} replaced by the assignment's frames.",
+        "description": "Runs data.argv (in data.cwd, if given) with {start}, "
+                       "{end}, {by} and {frame} replaced by the "
+                       "assignment's frames.",
         "parameters": COMMAND_PARAMETERS,
         "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
     }])

@@ -1,0 +1,294 @@
+"""
+Claiming work for one agent, safe with several schedulers at once.
+
+Candidate tasks are selected ``FOR UPDATE SKIP LOCKED`` where the
+database has it (PostgreSQL), and taken with a compare-and-set ``UPDATE
+... WHERE state = 'queued' RETURNING``, so two schedulers never hand one
+task to two agents. SQLite serialises writers (``BEGIN IMMEDIATE``).
+
+Every query is bounded by an index on what is active (agent's held tasks,
+jobs that are queued or running, a job's queued tasks), so the cost of a
+decision does not grow with the number of finished tasks.
+"""
+
+import uuid
+
+from sqlalchemy import exists, func, insert, literal, or_, select, update
+from sqlalchemy.orm import aliased
+
+from pyfarm.core.enums import ACTIVE_TASK_STATES, AgentState, WorkState
+from pyfarm.core.logger import getLogger
+from pyfarm.master.models import (
+    Agent,
+    AgentJobFailure,
+    Job,
+    JobQueue,
+    JobSoftwareRequirement,
+    JobTagRequirement,
+    Task,
+    TaskAttempt,
+)
+from pyfarm.master.models.job import job_dependencies
+from pyfarm.master.scheduler import planning
+
+logger = getLogger("master.scheduler")
+
+ACTIVE = sorted(str(state) for state in ACTIVE_TASK_STATES)
+CLAIMABLE_JOB_STATES = (str(WorkState.QUEUED), str(WorkState.RUNNING))
+WORKING_AGENT_STATES = (str(AgentState.ONLINE), str(AgentState.RUNNING))
+
+
+def assignment_dict(job, tasks):
+    """Return the Assignment JSON for ``tasks`` of ``job``.
+
+    ``tasks`` have ``id``, ``frame``, ``attempt`` and ``assignment_id``
+    attributes and belong to one assignment.
+    """
+    tasks = sorted(tasks, key=lambda task: (task.frame, task.id))
+    return {
+        "id": tasks[0].assignment_id,
+        "job": {
+            "id": job.id, "title": job.title,
+            "jobtype": job.jobtype.name,
+            "jobtype_version": job.jobtype_version,
+            "data": job.data, "environ": job.environ,
+            "cpus": job.cpus, "ram": job.ram, "by": job.by,
+        },
+        "tasks": [{"id": task.id, "frame": task.frame,
+                   "attempt": task.attempt} for task in tasks],
+    }
+
+
+def claim_for_agent(session, agent, now, settings):
+    """Claim work for ``agent``'s free capacity; return new Assignments.
+
+    Does not commit. The agent row is locked (PostgreSQL) so that a sync
+    and the scheduler loop claiming for the same agent do not both fill
+    its capacity.
+    """
+    if agent.state not in WORKING_AGENT_STATES:
+        return []
+    session.execute(select(Agent.id).where(Agent.id == agent.id)
+                    .with_for_update())
+    free = held_capacity(session, agent)
+    if free[0] < 1:
+        return []
+    profile = agent_profile(agent)
+    jobs = candidate_jobs(session, profile, free, now, settings)
+    avoid_failed = other_agents_working(session, agent.id)
+    assignments = []
+    for job in jobs:
+        while planning.fits(free, job):
+            won = claim_batch(session, agent.id, job, now, avoid_failed)
+            if not won:
+                break
+            assignments.append(assignment_dict(session.get(Job, job.id),
+                                               won))
+            free = planning.take(free, job)
+    if assignments and agent.state == AgentState.ONLINE:
+        agent.state = AgentState.RUNNING
+    if assignments:
+        logger.info("agent %s claimed %d assignment(s): %s", agent.id,
+                    len(assignments), ", ".join(
+                        f"job {a['job']['id']} frames "
+                        f"{a['tasks'][0]['frame']}-{a['tasks'][-1]['frame']}"
+                        for a in assignments))
+    return assignments
+
+
+def held_capacity(session, agent):
+    """Return ``(free_cpus, free_ram)`` of ``agent`` from what it holds."""
+    held = session.execute(
+        select(Task.assignment_id, Job.cpus, Job.ram)
+        .join(Job, Job.id == Task.job_id)
+        .where(Task.agent_id == agent.id, Task.state.in_(ACTIVE))
+        .distinct()).all()
+    return planning.free_capacity(
+        agent.cpus, agent.ram, [(row.cpus, row.ram) for row in held])
+
+
+def agent_profile(agent):
+    """Return the :class:`~planning.AgentProfile` of ``agent``."""
+    software = {}
+    for version in agent.software:
+        software.setdefault(version.software_id, []).append(version.version)
+    return planning.AgentProfile(
+        id=agent.id, cpus=agent.cpus, ram=agent.ram,
+        tag_ids=frozenset(tag.id for tag in agent.tags),
+        software={key: tuple(value) for key, value in software.items()})
+
+
+def runnable_jobs(free):
+    """Return a SELECT of jobs that have work an agent with ``free``
+    capacity could take, ignoring per-agent rules."""
+    parent = aliased(Job)
+    waiting = (
+        select(job_dependencies.c.parent_id)
+        .join(parent, parent.id == job_dependencies.c.parent_id)
+        .where(job_dependencies.c.child_id == Job.id,
+               parent.state != WorkState.DONE))
+    has_queued = select(Task.id).where(
+        Task.job_id == Job.id, Task.state == WorkState.QUEUED)
+    return (
+        select(Job.id)
+        .where(Job.state.in_(CLAIMABLE_JOB_STATES),
+               Job.cpus <= free[0], Job.ram <= free[1],
+               ~exists(waiting), exists(has_queued)))
+
+
+def candidate_jobs(session, profile, free, now, settings):
+    """Return the jobs ``profile``'s agent may take, in serving order."""
+    runnable = runnable_jobs(free)
+    rows = session.execute(
+        select(Job.id, Job.priority, Job.weight, Job.cpus, Job.ram, Job.by,
+               Job.batch, Job.maximum_agents,
+               func.coalesce(JobQueue.priority, 0).label("queue_priority"))
+        .outerjoin(JobQueue, JobQueue.id == Job.jobqueue_id)
+        .where(Job.id.in_(runnable))).all()
+    if not rows:
+        return []
+    tags, software = requirements(session, runnable)
+    blocked = blocklisted_jobs(session, profile.id, now, settings)
+    others = other_agents_per_job(session, profile.id, runnable)
+    jobs = []
+    for row in rows:
+        job = planning.JobCandidate(
+            id=row.id, priority=row.priority,
+            queue_priority=row.queue_priority, weight=row.weight,
+            cpus=row.cpus, ram=row.ram, by=row.by, batch=row.batch,
+            maximum_agents=row.maximum_agents,
+            tag_requirements=tuple(tags.get(row.id, ())),
+            software_requirements=tuple(software.get(row.id, ())))
+        if (job.id not in blocked and planning.matches(profile, job)
+                and planning.below_maximum(job.maximum_agents,
+                                           others.get(job.id, 0))):
+            jobs.append(job)
+    return planning.order_jobs(jobs)
+
+
+def requirements(session, job_ids):
+    """Return ``(tags, software)`` requirements by job id."""
+    tags, software = {}, {}
+    for row in session.execute(
+            select(JobTagRequirement.job_id, JobTagRequirement.tag_id,
+                   JobTagRequirement.negate)
+            .where(JobTagRequirement.job_id.in_(job_ids))):
+        tags.setdefault(row.job_id, []).append((row.tag_id, row.negate))
+    for row in session.execute(
+            select(JobSoftwareRequirement.job_id,
+                   JobSoftwareRequirement.software_id,
+                   JobSoftwareRequirement.min_version,
+                   JobSoftwareRequirement.max_version)
+            .where(JobSoftwareRequirement.job_id.in_(job_ids))):
+        software.setdefault(row.job_id, []).append(
+            (row.software_id, row.min_version, row.max_version))
+    return tags, software
+
+
+def blocklisted_jobs(session, agent_id, now, settings):
+    """Return the ids of jobs ``agent_id`` is kept off for failing them."""
+    rows = session.execute(
+        select(AgentJobFailure.job_id, AgentJobFailure.failures,
+               AgentJobFailure.last_failed_at)
+        .where(AgentJobFailure.agent_id == agent_id,
+               AgentJobFailure.failures >= settings.blocklist_failures))
+    return {row.job_id for row in rows if planning.is_blocklisted(
+        row.failures, row.last_failed_at, now,
+        settings.blocklist_failures, settings.blocklist_forgive)}
+
+
+def other_agents_per_job(session, agent_id, job_ids):
+    """Return ``{job_id: n}``: distinct other agents holding its tasks,
+    for jobs among ``job_ids`` that have a ``maximum_agents``."""
+    limited = select(Job.id).where(Job.id.in_(job_ids),
+                                   Job.maximum_agents.is_not(None))
+    rows = session.execute(
+        select(Task.job_id, func.count(func.distinct(Task.agent_id)))
+        .where(Task.job_id.in_(limited), Task.state.in_(ACTIVE),
+               Task.agent_id != agent_id)
+        .group_by(Task.job_id))
+    return dict(rows.all())
+
+
+def other_agents_working(session, agent_id):
+    """Whether another agent is online or running (then a task that
+    failed on ``agent_id`` is left to the others)."""
+    return session.execute(
+        select(Agent.id).where(Agent.state.in_(WORKING_AGENT_STATES),
+                               Agent.id != agent_id).limit(1)
+    ).first() is not None
+
+
+def claim_batch(session, agent_id, job, now, avoid_failed):
+    """Claim one batch of ``job``'s queued tasks; return the won tasks.
+
+    The batch is the lowest queued frames forming a consecutive run of up
+    to ``job.batch`` frames. Returns an empty list when nothing was won.
+    """
+    if job.maximum_agents is not None and not _slot_left(
+            session, agent_id, job):
+        return []
+    query = (
+        select(Task.id, Task.frame)
+        .where(Task.job_id == job.id, Task.state == WorkState.QUEUED)
+        .order_by(Task.frame, Task.id).limit(job.batch)
+        .with_for_update(skip_locked=True, of=Task))
+    if avoid_failed:
+        query = query.where(or_(Task.last_failed_agent_id.is_(None),
+                                Task.last_failed_agent_id != agent_id))
+    queued = [tuple(row) for row in session.execute(query)]
+    batch = planning.consecutive_batch(queued, job.by, job.batch)
+    if not batch:
+        return []
+    return take_tasks(session, agent_id, job.id,
+                      [task_id for task_id, _ in batch], now)
+
+
+def _slot_left(session, agent_id, job):
+    # Lock the job (PostgreSQL) so that two schedulers cannot both take
+    # the last slot of maximum_agents, then count with fresh data.
+    session.execute(select(Job.id).where(Job.id == job.id)
+                    .with_for_update())
+    others = session.execute(
+        select(func.count(func.distinct(Task.agent_id)))
+        .where(Task.job_id == job.id, Task.state.in_(ACTIVE),
+               Task.agent_id != agent_id)).scalar_one()
+    return planning.below_maximum(job.maximum_agents, others)
+
+
+def take_tasks(session, agent_id, job_id, task_ids, now):
+    """Compare-and-set: assign those of ``task_ids`` still queued.
+
+    Returns the won tasks (``id``, ``frame``, ``attempt``,
+    ``assignment_id``), inserts their attempt rows and marks the job
+    running.
+    """
+    assignment_id = str(uuid.uuid4())
+    claimable = exists(select(Job.id).where(
+        Job.id == Task.job_id, Job.state.in_(CLAIMABLE_JOB_STATES)))
+    won = session.execute(
+        update(Task)
+        .where(Task.id.in_(task_ids), Task.job_id == job_id,
+               Task.state == WorkState.QUEUED, claimable)
+        .values(state=WorkState.ASSIGNED, agent_id=agent_id,
+                assignment_id=assignment_id, attempt=Task.attempt + 1,
+                assigned_at=now, started_at=None, finished_at=None,
+                progress=0.0, updated_at=now)
+        .returning(Task.id, Task.frame, Task.attempt, Task.assignment_id)
+        .execution_options(synchronize_session="fetch")).all()
+    if not won:
+        return []
+    session.execute(insert(TaskAttempt), [
+        {"task_id": row.id, "attempt": row.attempt, "agent_id": agent_id,
+         "assignment_id": assignment_id, "state": WorkState.ASSIGNED,
+         "assigned_at": now} for row in won])
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == WorkState.QUEUED)
+        .values(state=WorkState.RUNNING,
+                started_at=func.coalesce(
+                    Job.started_at, literal(now, Job.started_at.type)),
+                updated_at=now, finished_at=None)
+        .execution_options(synchronize_session="fetch"))
+    return sorted(won, key=lambda row: row.frame)
+

@@ -1,0 +1,97 @@
+"""
+The scheduler loop behind ``pyfarm-master scheduler``.
+
+Every ``scheduler_interval`` seconds: declare agents not heard from within
+``lost_timeout`` offline (after a grace period of ``lost_timeout`` from
+the loop's start), then claim work for every online agent with free
+capacity. Each agent's claim is its own short transaction. Several loops
+may run against one PostgreSQL database.
+
+The clock and the sleep function are injected so that tests never wait.
+"""
+
+import time
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from pyfarm.core.logger import getLogger
+from pyfarm.master.db import db, utcnow
+from pyfarm.master.models import Agent
+from pyfarm.master.scheduler.claim import WORKING_AGENT_STATES, claim_for_agent
+from pyfarm.master.services.agents import mark_lost_agents
+
+logger = getLogger("master.scheduler")
+
+
+def run_pass(session, now, settings, started_at=None):
+    """Run one scheduler pass; commit as it goes.
+
+    Returns ``{"lost": [agent ids], "assignments": n}``.
+    """
+    lost = mark_lost_agents(session, now, settings, started_at=started_at)
+    session.commit()
+    agent_ids = session.execute(
+        select(Agent.id).where(Agent.state.in_(WORKING_AGENT_STATES))
+        .order_by(Agent.last_heard_at, Agent.id)).scalars().all()
+    assignments = 0
+    for agent_id in agent_ids:
+        agent = session.get(Agent, agent_id, populate_existing=True)
+        if agent is None:
+            continue
+        try:
+            assignments += len(claim_for_agent(session, agent, now,
+                                               settings))
+            session.commit()
+        except DBAPIError:
+            # A deadlock or serialisation failure with another master
+            # costs this agent one pass, not the whole loop.
+            session.rollback()
+            logger.exception("claiming for agent %s failed; trying again "
+                             "next pass", agent_id)
+    # End the read transaction too: on SQLite it holds the write lock.
+    session.commit()
+    return {"lost": lost, "assignments": assignments}
+
+
+def run(app, once=False, clock=None, sleep=None, stop=None,
+        started_at=None):
+    """Run the scheduler loop of ``app``; return the number of passes.
+
+    ``clock`` returns the current aware UTC time (default
+    :func:`~pyfarm.master.db.utcnow`), ``sleep`` waits a number of seconds
+    (default :func:`time.sleep`) and ``stop`` says when to end (default:
+    never, unless ``once``). The grace period for lost agents runs from
+    ``started_at`` (default: now), so a single ``once`` pass declares no
+    agent lost unless it is given an earlier ``started_at``.
+    """
+    clock = clock or utcnow
+    sleep = sleep or time.sleep
+    stop = stop or (lambda: False)
+    settings = app.config["PYFARM"]
+    passes = 0
+    with app.app_context():
+        started_at = started_at or clock()
+        logger.info("scheduler started; every %ss, agents lost after %ss "
+                    "(not before %s)", settings.scheduler_interval,
+                    settings.lost_timeout, started_at.isoformat())
+        while True:
+            try:
+                summary = run_pass(db.session, clock(), settings,
+                                   started_at)
+                if summary["lost"] or summary["assignments"]:
+                    logger.info("pass: %d assignment(s), lost agents %s",
+                                summary["assignments"], summary["lost"])
+            except DBAPIError:
+                db.session.rollback()
+                if once:
+                    raise
+                # The database went away for a moment: keep the loop
+                # alive and try again next pass.
+                logger.exception("scheduler pass failed")
+            passes += 1
+            if once or stop():
+                break
+            sleep(settings.scheduler_interval)
+        db.session.remove()
+    return passes

@@ -1,0 +1,209 @@
+"""
+Task updates from agents, releasing an agent's tasks, and log chunks.
+
+Every update names the attempt it belongs to (fencing): an update for an
+attempt that is no longer current is a :class:`~pyfarm.master.errors.
+Conflict` and the agent stops that process. A final update sent again is
+a no-op, so agents may retry until they see an answer.
+"""
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pyfarm.core.enums import ACTIVE_TASK_STATES, WorkState
+from pyfarm.core.logger import getLogger
+from pyfarm.master.errors import Conflict, NotFound
+from pyfarm.master.models import AgentJobFailure, Job, Task, TaskAttempt
+from pyfarm.master.models.task import ATTEMPT_CANCELLED, ATTEMPT_LOST
+from pyfarm.master.services.rollup import rollup_job, rollup_jobs
+
+logger = getLogger("master.tasks")
+
+#: Attempt states after which an attempt changes no more.
+FINAL_ATTEMPT_STATES = frozenset(
+    {WorkState.DONE, WorkState.FAILED, ATTEMPT_LOST, ATTEMPT_CANCELLED})
+
+#: States an agent may report.
+REPORTABLE_STATES = frozenset(
+    {WorkState.RUNNING, WorkState.DONE, WorkState.FAILED})
+
+#: Outcomes of :func:`release_agent_tasks`.
+RELEASE_OUTCOMES = frozenset({ATTEMPT_LOST, ATTEMPT_CANCELLED})
+
+ACTIVE = sorted(str(state) for state in ACTIVE_TASK_STATES)
+
+
+def dialect_insert(session, model):
+    """Return an INSERT of ``model`` that knows ``ON CONFLICT``.
+
+    PostgreSQL and SQLite both have it; other databases are not supported.
+    """
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(model)
+    if name == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"database {name!r} is not supported")
+
+
+def report_task(session, agent_id, task_id, attempt, state, now,
+                progress=None, error=None):
+    """Apply an agent's update of one task; return the answer's body.
+
+    Raises :class:`NotFound` for an unknown task and :class:`Conflict`
+    when ``attempt`` is not this agent's current attempt of the task.
+    """
+    if state not in REPORTABLE_STATES:
+        raise ValueError(f"cannot report state {state!r}")
+    task = session.execute(
+        select(Task).where(Task.id == task_id).with_for_update()
+        .execution_options(populate_existing=True)).scalar()
+    if task is None:
+        raise NotFound(f"no task with id {task_id}")
+    row = session.execute(
+        select(TaskAttempt).where(TaskAttempt.task_id == task_id,
+                                  TaskAttempt.attempt == attempt)
+        .execution_options(populate_existing=True)).scalar()
+    if row is None or row.agent_id != agent_id:
+        raise Conflict(f"task {task_id} has no attempt {attempt} on agent "
+                       f"{agent_id}; stop that process")
+    if row.state in FINAL_ATTEMPT_STATES:
+        if row.state == state:
+            return _answer(task, attempt)
+        raise Conflict(f"attempt {attempt} of task {task_id} already ended "
+                       f"as {row.state!r}; stop that process")
+    if attempt != task.attempt:
+        raise Conflict(f"attempt {attempt} of task {task_id} is not current "
+                       f"(the task is at attempt {task.attempt}); stop that "
+                       f"process")
+    APPLY[state](session, task, row, now, progress, error)
+    task.updated_at = now
+    return _answer(task, attempt)
+
+
+def _answer(task, attempt):
+    return {"task": task.id, "attempt": attempt, "state": task.state}
+
+
+def _apply_running(session, task, row, now, progress, error):
+    task.state = WorkState.RUNNING
+    task.started_at = task.started_at or now
+    if progress is not None:
+        task.progress = progress
+    row.state = WorkState.RUNNING
+    row.started_at = row.started_at or now
+
+
+def _apply_done(session, task, row, now, progress, error):
+    task.state = WorkState.DONE
+    task.progress = 1.0
+    task.started_at = task.started_at or now
+    task.finished_at = now
+    row.state = WorkState.DONE
+    row.started_at = row.started_at or now
+    row.finished_at = now
+    session.flush()
+    rollup_job(session, session.get(Job, task.job_id), now)
+
+
+def _apply_failed(session, task, row, now, progress, error):
+    row.state = WorkState.FAILED
+    row.error = error
+    row.started_at = row.started_at or now
+    row.finished_at = now
+    task.failures += 1
+    task.last_error = error
+    task.last_failed_agent_id = row.agent_id
+    _count_failure(session, row.agent_id, task.job_id, now)
+    job = session.get(Job, task.job_id)
+    if task.failures > job.requeue:
+        task.state = WorkState.FAILED
+        task.finished_at = now
+    else:
+        _requeue(task)
+    session.flush()
+    rollup_job(session, job, now)
+
+
+APPLY = {
+    WorkState.RUNNING: _apply_running,
+    WorkState.DONE: _apply_done,
+    WorkState.FAILED: _apply_failed,
+}
+
+
+def _requeue(task):
+    task.state = WorkState.QUEUED
+    task.agent_id = None
+    task.assignment_id = None
+    task.progress = 0.0
+    task.assigned_at = None
+    task.started_at = None
+    task.finished_at = None
+
+
+def _count_failure(session, agent_id, job_id, now):
+    """Add one to the agent's failures of the job (insert or update)."""
+    insert = dialect_insert(session, AgentJobFailure).values(
+        agent_id=agent_id, job_id=job_id, failures=1, last_failed_at=now)
+    session.execute(insert.on_conflict_do_update(
+        index_elements=["agent_id", "job_id"],
+        set_={"failures": AgentJobFailure.failures + 1,
+              "last_failed_at": now}))
+
+
+def release_agent_tasks(session, agent_id, now, outcome=ATTEMPT_LOST,
+                        task_ids=None):
+    """Requeue every task ``agent_id`` holds; return their ids.
+
+    Their attempt rows end as ``outcome`` ("lost" or "cancelled"), which
+    does not count as a failure. ``task_ids`` limits this to those tasks.
+    One compare-and-set UPDATE, so a task finishing at the same moment is
+    either released or done, never both.
+    """
+    if outcome not in RELEASE_OUTCOMES:
+        raise ValueError(f"outcome must be one of "
+                         f"{', '.join(sorted(RELEASE_OUTCOMES))}, "
+                         f"got {outcome!r}")
+    statement = (
+        update(Task)
+        .where(Task.agent_id == agent_id, Task.state.in_(ACTIVE))
+        .values(state=WorkState.QUEUED, agent_id=None, assignment_id=None,
+                progress=0.0, assigned_at=None, started_at=None,
+                finished_at=None, updated_at=now)
+        .returning(Task.id, Task.attempt, Task.job_id))
+    if task_ids is not None:
+        if not task_ids:
+            return []
+        statement = statement.where(Task.id.in_(list(task_ids)))
+    released = session.execute(statement).all()
+    if not released:
+        return []
+    session.execute(
+        update(TaskAttempt)
+        .where(tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(
+            [(row.id, row.attempt) for row in released]),
+            TaskAttempt.state.in_(ACTIVE))
+        .values(state=outcome, finished_at=now)
+        .execution_options(synchronize_session="fetch"))
+    rollup_jobs(session, {row.job_id for row in released}, now)
+    logger.info("released %d task(s) of agent %s as %s", len(released),
+                agent_id, outcome)
+    return sorted(row.id for row in released)
+
+
+def append_log(session, store, agent_id, assignment_id, offset, data):
+    """Append a chunk of an assignment's log; return the log's new size.
+
+    Raises :class:`NotFound` unless one of ``agent_id``'s attempts has
+    that assignment, and :class:`~pyfarm.master.logstore.LogGap` (a
+    conflict carrying ``size``) when ``offset`` is past the end.
+    """
+    known = session.execute(
+        select(TaskAttempt.id)
+        .where(TaskAttempt.assignment_id == assignment_id,
+               TaskAttempt.agent_id == agent_id).limit(1)).first()
+    if known is None:
+        raise NotFound(f"agent {agent_id} has no assignment "
+                       f"{assignment_id}")
+    return store.append(assignment_id, offset, data)
