@@ -1,0 +1,244 @@
+"""Fakes and fixtures for the agent's tests: no sockets, no wall time."""
+
+from datetime import datetime, timezone
+
+import pytest
+from twisted.internet import defer, task
+
+from pyfarm.agent.config import AgentSettings
+from pyfarm.agent.master import Conflict, MasterUnavailable
+from pyfarm.agent.process import ExitStatus, LineSplitter
+from pyfarm.agent.service import AgentService
+
+
+class FakeMaster:
+    """Records every call and answers at once, like the real protocol.
+
+    ``down`` makes every call fail as if the master were unreachable;
+    ``sync_answers`` are the next sync answers (dicts or exceptions);
+    ``update_errors[(task, attempt)]`` is raised for that pair's updates;
+    logs behave like the master's log store (offset-based, idempotent).
+    """
+
+    def __init__(self):
+        self.calls = []
+        self.down = False
+        self.register_answer = {"sync_interval": 5, "state": "online"}
+        self.sync_answers = []
+        self.update_errors = {}
+        self.logs = {}
+        self.hold_logs = False
+        self.held = []
+
+    def names(self):
+        """Return the names of the calls so far."""
+        return [name for name, _ in self.calls]
+
+    def of(self, name):
+        """Return the arguments of every call of ``name``."""
+        return [args for called, args in self.calls if called == name]
+
+    def _answer(self, value):
+        if self.down:
+            return defer.fail(MasterUnavailable("connection refused"))
+        if isinstance(value, Exception):
+            return defer.fail(value)
+        return defer.succeed(value)
+
+    def register(self, info):
+        self.calls.append(("register", info))
+        return self._answer(dict(self.register_answer, id=info["id"]))
+
+    def sync(self, agent_id, free_ram, running):
+        self.calls.append(("sync", {"agent": agent_id, "free_ram": free_ram,
+                                    "running": list(running)}))
+        if self.down:
+            return self._answer(None)
+        answer = self.sync_answers.pop(0) if self.sync_answers else {}
+        if isinstance(answer, Exception):
+            return self._answer(answer)
+        return self._answer({"assignments": [], "cancel": [],
+                             "sync_interval": 5, "state": "online",
+                             **answer})
+
+    def update_task(self, agent_id, task_id, attempt, state, progress=None,
+                    error=None):
+        update = {"task": task_id, "attempt": attempt, "state": state}
+        if progress is not None:
+            update["progress"] = progress
+        if error is not None:
+            update["error"] = error
+        self.calls.append(("update", update))
+        error = self.update_errors.get((task_id, attempt))
+        if error is not None and not self.down:
+            return defer.fail(error)
+        return self._answer({"task": task_id, "attempt": attempt,
+                             "state": state})
+
+    def send_log(self, agent_id, assignment_id, offset, data):
+        self.calls.append(("log", {"assignment": assignment_id,
+                                   "offset": offset, "data": data}))
+        if self.hold_logs:
+            waiter = defer.Deferred()
+            self.held.append((waiter, assignment_id, offset, data))
+            return waiter
+        if self.down:
+            return self._answer(None)
+        return defer.maybeDeferred(self.store_log, assignment_id, offset,
+                                   data)
+
+    def store_log(self, assignment_id, offset, data):
+        """Append like the master's log store; return the answer."""
+        stored = self.logs.get(assignment_id, b"")
+        chunk = data.encode("utf-8")
+        if offset > len(stored):
+            raise Conflict("gap", 409, {"error": "gap", "size": len(stored)})
+        stored = stored[:offset] + chunk if offset + len(chunk) > len(
+            stored) else stored
+        self.logs[assignment_id] = stored
+        return {"size": len(stored)}
+
+    def release_log(self):
+        """Answer the oldest held log request."""
+        waiter, assignment_id, offset, data = self.held.pop(0)
+        defer.maybeDeferred(self.store_log, assignment_id, offset,
+                            data).chainDeferred(waiter)
+
+    def log_text(self, assignment_id):
+        """Return what the master stored for ``assignment_id``."""
+        return self.logs.get(assignment_id, b"").decode("utf-8")
+
+    def close(self):
+        return defer.succeed(None)
+
+
+class FakeProcess:
+    """A process the test drives: output, exit, kill."""
+
+    def __init__(self, argv, environ, cwd, on_data, on_line):
+        self.argv = argv
+        self.environ = environ
+        self.cwd = cwd
+        self.on_data = on_data
+        self.splitter = LineSplitter(on_line)
+        self.ended = defer.Deferred()
+        self.finished = False
+        self.kills = []
+        self.pid = 4242
+        self.dies_when_killed = True
+
+    def output(self, data):
+        """Write ``data`` (bytes) to the process's stdout."""
+        self.on_data(data)
+        self.splitter.feed(data)
+
+    def exit(self, code=0, signal=None):
+        """End the process."""
+        self.splitter.flush()
+        self.finished = True
+        self.ended.callback(ExitStatus(code, signal))
+
+    def kill(self, grace):
+        self.kills.append(grace)
+        if self.dies_when_killed and not self.finished:
+            self.exit(None, 15)
+        return defer.succeed([])
+
+
+class FakeSpawner:
+    """Stands in for :func:`pyfarm.agent.process.spawn`."""
+
+    def __init__(self):
+        self.processes = []
+        self.error = None
+
+    def __call__(self, reactor, argv, environ, cwd, on_data, on_line):
+        if self.error is not None:
+            raise self.error
+        process = FakeProcess(argv, environ, cwd, on_data, on_line)
+        self.processes.append(process)
+        return process
+
+
+class FakeSysinfo:
+    """A machine with 4 CPUs and 8 GB."""
+
+    def collect(self):
+        return {"hostname": "node1", "os": "linux", "os_version": "Test 1",
+                "cpus": 4, "ram": 8192, "free_ram": 6000,
+                "gpus": [{"name": "GPU", "ram": 8192}],
+                "disks": [{"path": "/", "total": 1000, "free": 500}]}
+
+    def free_ram(self):
+        return 6000
+
+
+#: The environment the agent runs in during the tests.
+AGENT_ENVIRON = {"PATH": "/usr/bin:/bin", "HOME": "/home/render",
+                 "PYFARM_AGENT_TOKEN": "secret-token"}
+
+
+@pytest.fixture
+def clock():
+    """A fake reactor clock."""
+    return task.Clock()
+
+
+@pytest.fixture
+def master():
+    """A fake master."""
+    return FakeMaster()
+
+
+@pytest.fixture
+def spawner():
+    """A fake process spawner."""
+    return FakeSpawner()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Agent settings with a data directory under ``tmp_path``."""
+    return AgentSettings(
+        master_url="http://master:5000", token="secret-token", cpus=None,
+        ram=None, tags=("fast",), software=(("blender", "4.0.2"),),
+        data_dir=tmp_path / "agent", kill_grace=7.0)
+
+
+@pytest.fixture
+def make_service(clock, master, spawner, settings):
+    """Return a function building an AgentService on the fakes."""
+
+    def make(agent_settings=None, **overrides):
+        options = {
+            "reactor": clock, "client": master, "sysinfo": FakeSysinfo(),
+            "rand": lambda: 0.5, "spawn": spawner,
+            "environ": dict(AGENT_ENVIRON),
+            "now": lambda: datetime(2024, 5, 1, 12, tzinfo=timezone.utc),
+        }
+        options.update(overrides)
+        return AgentService(agent_settings or settings, **options)
+
+    return make
+
+
+@pytest.fixture
+def make_assignment():
+    """Return a function building an assignment as sync delivers it."""
+
+    def make(assignment_id="a1", frames=(1,), first_task=101, attempt=1,
+             cpus=1, ram=0, argv=None, jobtype="command", job_id=7):
+        return {
+            "id": assignment_id,
+            "job": {"id": job_id, "title": "shot 010", "jobtype": jobtype,
+                    "jobtype_version": 1,
+                    "data": {"argv": argv or [
+                        "render", "-s", "{start}", "-e", "{end}"]},
+                    "environ": {"SHOT": "010"}, "cpus": cpus, "ram": ram,
+                    "by": 1},
+            "tasks": [{"id": first_task + index, "frame": frame,
+                       "attempt": attempt}
+                      for index, frame in enumerate(frames)],
+        }
+
+    return make
