@@ -1,0 +1,119 @@
+"""
+Benchmark: frames of ``true`` through a real master and two agents.
+
+Starts a master (gunicorn), the scheduler and two agents as real processes
+(the same harness as the end-to-end tests), submits one job of N frames of
+``true`` with batch 1, and measures the time from submission until the
+job is done. Prints the machine's details and the median of the runs.
+
+    .venv/bin/python bench/dispatch.py [--frames 500] [--runs 3]
+                                       [--database sqlite|postgresql]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from farmlib import Farm, postgres_database, wait_until  # noqa: E402
+
+
+def machine():
+    """Describe the machine the benchmark runs on."""
+    import psutil
+    import sqlalchemy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "sqlalchemy": sqlalchemy.__version__,
+    }
+
+
+def one_run(database, frames, slots, settings):
+    """Run one farm and one job; return seconds from submit to done."""
+    with tempfile.TemporaryDirectory(prefix="pyfarm-bench-") as root:
+        drop = None
+        if database == "sqlite":
+            url = f"sqlite:///{root}/pyfarm.sqlite"
+        else:
+            url, drop = postgres_database()
+        farm = Farm(root, url)
+        farm.env.update(settings)
+        farm.env["PYFARM_LOGLEVEL"] = "warning"
+        try:
+            farm.start_master()
+            farm.start_agent("agent-a", cpus=slots)
+            farm.start_agent("agent-b", cpus=slots)
+            farm.wait_for_agents(2)
+            started = time.perf_counter()
+            job = farm.client.submit_job(
+                title="bench", jobtype="command", start=1, end=frames,
+                data={"argv": ["true"]})
+            wait_until(
+                lambda: farm.client.job(job["id"])["state"] == "done",
+                timeout=frames * 2, interval=0.05,
+                message=f"{frames} frames")
+            return time.perf_counter() - started
+        finally:
+            farm.stop()
+            if drop:
+                drop()
+
+
+def main(argv=None):
+    """Run the benchmark and print the result as text and JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--slots", type=int, default=1,
+                        help="cpus (slots) per agent")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"],
+                        default="sqlite")
+    args = parser.parse_args(argv)
+    settings = {"PYFARM_SYNC_INTERVAL": "5",
+                "PYFARM_SCHEDULER_INTERVAL": "1"}
+    times = []
+    for number in range(1, args.runs + 1):
+        seconds = one_run(args.database, args.frames, args.slots, settings)
+        times.append(seconds)
+        print(f"run {number}: {seconds:.2f} s "
+              f"({args.frames / seconds:.1f} frames/s)", flush=True)
+    median = statistics.median(times)
+    result = {
+        "benchmark": "dispatch",
+        "frames": args.frames,
+        "agents": 2,
+        "slots_per_agent": args.slots,
+        "database": args.database,
+        "settings": settings,
+        "runs": [round(t, 3) for t in times],
+        "median_seconds": round(median, 3),
+        "frames_per_second": round(args.frames / median, 1),
+        "machine": machine(),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
