@@ -5,7 +5,9 @@ subprocesses, on SQLite and on PostgreSQL.
 
 import sys
 import time
+import uuid
 
+import psutil
 import pytest
 from farmlib import wait_until
 
@@ -78,21 +80,28 @@ def test_failing_command_runs_requeue_plus_one_times(farm):
 
 def test_cancel_stops_a_running_frame(farm):
     client = farm.client
-    job = command_job(client, "long", ["sleep", "300"])
+    marker = f"pyfarm-e2e-cancel-{uuid.uuid4().hex}"
+    job = command_job(client, "long",
+                      [PYTHON, "-c", "import time; time.sleep(300)", marker])
     wait_until(lambda: client.tasks(job["id"])[0]["state"] == "running",
                30, message="the frame to run")
+    assert processes_with(marker)
     cancelled_at = time.monotonic()
     client.cancel(job["id"])
-
-    def no_sleep_left():
-        import psutil
-        return not [p for p in psutil.process_iter(["cmdline"])
-                    if p.info["cmdline"] == ["sleep", "300"]]
-
-    wait_until(no_sleep_left, 15, message="the frame's process to end")
+    wait_until(lambda: not processes_with(marker), 15,
+               message="the frame's process to end")
     assert time.monotonic() - cancelled_at < 15
     job = client.job(job["id"])
     assert job["state"] == "failed"
     (task,) = client.tasks(job["id"])
     assert task["state"] == "failed"
     assert "cancelled" in task["last_error"]
+
+
+def processes_with(marker):
+    """Processes whose command line holds ``marker``."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in (process.info["cmdline"] or []):
+            found.append(process)
+    return found
