@@ -93,13 +93,36 @@ def test_register_normalises_the_uuid(agent_api):
     ({"hostname": ""}, "'hostname'"),
     ({"colour": "blue"}, "unknown field 'colour'"),
     ({"tags": ["x" * 65]}, "'tags.0'"),
+    ({"tags": ["fx/gpu"]}, "'tags.0'"),
+    ({"tags": ["  "]}, "'tags.0'"),
     ({"software": [{"software": "maya"}]}, "'software.0.version'"),
+    # The scheduler compares versions as numbers: " " would stop it.
+    ({"software": [{"software": "maya", "version": " "}]},
+     "'software.0.version'"),
+    ({"software": [{"software": "maya", "version": "-"}]},
+     "'software.0.version'"),
+    ({"software": [{"software": "a/b", "version": "1"}]},
+     "'software.0.software'"),
+    ({"cpus": 2**31}, "'cpus'"),
+    ({"ram": 2**63}, "'ram'"),
+    ({"free_ram": 2**31}, "'free_ram'"),
     ({"gpus": [{"name": "x", "ram": -1}]}, "'gpus.0.ram'"),
 ])
 def test_register_validation_names_the_field(agent_api, fields, named):
     response = agent_api.post(AGENTS, json=registration(**fields))
     assert response.status_code == 400
     assert named in response.get_json()["error"]
+
+
+def test_register_strips_tag_and_software_names(agent_api, admin):
+    response = agent_api.post(AGENTS, json=registration(
+        tags=[" gpu "],
+        software=[{"software": " blender ", "version": " 4.1 "}]))
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["tags"] == ["gpu"]
+    assert body["software"] == [{"software": "blender", "version": "4.1"}]
+    assert admin.get("/api/v1/tags/gpu").status_code == 200
 
 
 def test_register_needs_required_fields(agent_api):
@@ -163,6 +186,8 @@ def test_sync_unknown_agent_is_404(agent_api):
     ({"running": [{"task": 1}]}, "'running.0.attempt'"),
     ({"running": [{"task": "1", "attempt": 1}]}, "'running.0.task'"),
     ({"free_ram": -5}, "'free_ram'"),
+    ({"free_ram": 2**31}, "'free_ram'"),
+    ({"running": [{"task": 2**63, "attempt": 1}]}, "'running.0.task'"),
     ({"tasks": []}, "unknown field 'tasks'"),
 ])
 def test_sync_validation_names_the_field(registered, body, named):
@@ -258,6 +283,8 @@ def test_task_update_for_unknown_agent_is_404(agent_api):
     ({"attempt": 1, "state": "assigned"}, "'state'"),
     ({"attempt": 1, "state": "running", "progress": 1.5}, "'progress'"),
     ({"attempt": 0, "state": "running"}, "'attempt'"),
+    ({"attempt": 2**31, "state": "done"}, "'attempt'"),
+    ({"attempt": 10**20, "state": "done"}, "'attempt'"),
     ({"state": "running"}, "'attempt'"),
     ({"attempt": 1, "state": "failed", "error": "a\x00b"}, "'error'"),
 ])
@@ -312,6 +339,25 @@ def test_log_chunk_is_kept_after_the_attempt_ended(registered):
     response = registered.post(url("assignments", assignment["id"], "log"),
                                json={"offset": 0, "data": "tail"})
     assert response.get_json() == {"size": 4}
+
+
+def test_log_chunk_may_hold_nul_but_not_a_lone_surrogate(app, registered):
+    assignment = claimed(registered)
+    log = url("assignments", assignment["id"], "log")
+    response = registered.post(log, json={"offset": 0, "data": "a\x00b"})
+    assert response.get_json() == {"size": 3}
+    response = registered.post(log, json={"offset": 3, "data": "\ud800"})
+    assert response.status_code == 400
+    assert "'data'" in response.get_json()["error"]
+    store = app.extensions["pyfarm.logstore"]
+    assert store.read(assignment["id"]) == b"a\x00b"
+
+
+def test_task_update_for_a_task_id_beyond_integer_is_404(registered):
+    claimed(registered)
+    response = registered.put(url("tasks", 2**31),
+                              json={"attempt": 1, "state": "done"})
+    assert response.status_code == 404
 
 
 def test_log_chunk_validation(registered):

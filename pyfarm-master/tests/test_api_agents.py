@@ -3,7 +3,6 @@
 import uuid
 from datetime import timedelta
 
-import flask
 import pytest
 from sqlalchemy import select
 
@@ -27,14 +26,6 @@ from pyfarm.master.services.catalog import (
 AGENT_KEYS = {"id", "hostname", "os", "os_version", "cpus", "ram",
               "free_ram", "gpus", "disks", "tags", "software", "state",
               "version", "remote_addr", "registered_at", "last_heard_at"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_user_per_request(app):
-    """Authenticate every request anew (the test app context keeps g)."""
-    @app.before_request
-    def forget_user():
-        flask.g.pop("user", None)
 
 
 def error_of(response, status):

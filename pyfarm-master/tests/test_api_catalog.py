@@ -1,6 +1,5 @@
 """The catalog API: job types, software, tags and job queues."""
 
-import flask
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
@@ -16,19 +15,6 @@ BLENDER_SCHEMA = {
     "properties": {"scene": {"type": "string"}},
     "required": ["scene"],
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_user_per_request(app):
-    """Authenticate every request anew.
-
-    The ``app`` fixture keeps one app context open, so ``flask.g`` (where
-    :func:`pyfarm.master.auth.current_user` caches the user) would carry
-    one request's user into the next.
-    """
-    @app.before_request
-    def forget_user():
-        flask.g.pop("user", None)
 
 
 def error_of(response, status):
@@ -109,6 +95,22 @@ def test_invalid_json_schema_is_400_naming_the_place(admin, parameters,
         "name": "broken", "parameters": parameters}), 400)
     assert f"'{where}'" in message
     assert "not a valid JSON Schema" in message
+    assert admin.get("/api/v1/jobtypes/broken").status_code == 404
+
+
+@pytest.mark.parametrize("parameters, says", [
+    ({"$ref": "#/$defs/nope"}, "cannot be resolved"),
+    ({"properties": {"a": {"$ref": "https://example.com/a.json"}}},
+     "cannot be resolved"),
+    ({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+     "refers to itself"),
+])
+def test_json_schema_whose_ref_cannot_be_followed_is_400(admin, parameters,
+                                                         says):
+    # The meta-schema accepts these; every submission would then fail.
+    message = error_of(admin.post("/api/v1/jobtypes/", json={
+        "name": "broken", "parameters": parameters}), 400)
+    assert "'parameters'" in message and says in message
     assert admin.get("/api/v1/jobtypes/broken").status_code == 404
 
 

@@ -5,8 +5,6 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from flask import g
-from flask.testing import FlaskClient
 
 from pyfarm.master.db import db, utcnow
 from pyfarm.master.models import (
@@ -23,29 +21,6 @@ from pyfarm.master.models import (
 from pyfarm.master.models.task import ATTEMPT_CANCELLED
 
 JOBS = "/api/v1/jobs/"
-
-
-class OneUserPerRequest(FlaskClient):
-    """A client whose requests do not share ``g.user``.
-
-    The ``app`` fixture keeps an application context pushed, which each
-    request then reuses, so ``g.user`` of one request would answer for
-    the next one even when it sends another token.
-    """
-
-    def open(self, *args, **kwargs):
-        g.pop("user", None)
-        try:
-            return super().open(*args, **kwargs)
-        finally:
-            g.pop("user", None)
-
-
-@pytest.fixture
-def client(app):
-    """A test client authenticating every request on its own."""
-    app.test_client_class = OneUserPerRequest
-    return app.test_client()
 
 
 def job_body(**fields):
@@ -275,6 +250,21 @@ def test_submit_against_a_broken_jobtype_schema_is_409(alice, session):
     response = alice.post(JOBS, json=job_body(jobtype="broken", data={}))
     assert response.status_code == 409
     assert "'broken'" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("parameters", [
+    {"$ref": "#/nope"},
+    {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+])
+def test_submit_against_a_jobtype_ref_that_leads_nowhere_is_409(
+        alice, session, parameters):
+    # Stored before job types were checked for this, or put in directly.
+    session.add(JobType(name="broken", parameters=parameters))
+    session.commit()
+    response = alice.post(JOBS, json=job_body(jobtype="broken", data={}))
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert "'broken'" in error and "$ref" in error
 
 
 def test_submit_needs_a_person(client, agent_api):

@@ -5,36 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from flask import g
-from flask.testing import FlaskClient
 
 from pyfarm.master.models import Agent, Task, TaskAttempt
 
 JOBS = "/api/v1/jobs/"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class OneUserPerRequest(FlaskClient):
-    """A client whose requests do not share ``g.user``.
-
-    The ``app`` fixture keeps an application context pushed, which each
-    request then reuses, so ``g.user`` of one request would answer for
-    the next one even when it sends another token.
-    """
-
-    def open(self, *args, **kwargs):
-        g.pop("user", None)
-        try:
-            return super().open(*args, **kwargs)
-        finally:
-            g.pop("user", None)
-
-
-@pytest.fixture
-def client(app):
-    """A test client authenticating every request on its own."""
-    app.test_client_class = OneUserPerRequest
-    return app.test_client()
 
 
 @pytest.fixture

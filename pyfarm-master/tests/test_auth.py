@@ -3,13 +3,13 @@
 import re
 from pathlib import Path
 
-import flask
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
 from pyfarm.core.enums import Role
 from pyfarm.master.auth import (
+    LAST_USED_PRECISION,
     check_password,
     hash_token,
     user_for_token,
@@ -21,14 +21,6 @@ from pyfarm.master.services.users import create_token, create_user
 #: The module whose views agent tokens may call.
 AGENT_PROTOCOL = "pyfarm.master.api.agent_protocol"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-
-
-@pytest.fixture(autouse=True)
-def fresh_user_per_request(app):
-    """Authenticate every request anew (the test app context keeps g)."""
-    @app.before_request
-    def forget_user():
-        flask.g.pop("user", None)
 
 
 def api_routes(app):
@@ -131,13 +123,46 @@ def test_disabled_user_is_401(client, make_user, session):
     assert "disabled" in response.get_json()["error"]
 
 
-def test_a_request_records_when_the_token_was_used(alice, session):
+def test_a_read_records_when_the_token_was_used(alice, session):
     assert session.execute(select(ApiToken.last_used_at)).scalar() is None
     before = utcnow()
     assert alice.get("/api/v1/tags/").status_code == 200
-    session.expire_all()
+    session.rollback()  # what the request committed, not what it left
     used = session.execute(select(ApiToken.last_used_at)).scalar()
     assert used is not None and used >= before
+
+
+def test_a_refused_request_records_the_token_use_too(alice, session):
+    assert alice.get("/api/v1/tags/nope").status_code == 404
+    session.rollback()
+    assert session.execute(select(ApiToken.last_used_at)).scalar()
+
+
+def test_token_use_is_written_once_per_interval(alice, session):
+    assert alice.get("/api/v1/tags/").status_code == 200
+    session.rollback()
+    first = session.execute(select(ApiToken.last_used_at)).scalar()
+    assert alice.get("/api/v1/tags/").status_code == 200
+    session.rollback()
+    assert session.execute(select(ApiToken.last_used_at)).scalar() == first
+    row = session.execute(select(ApiToken)).scalar_one()
+    row.last_used_at = first - LAST_USED_PRECISION
+    session.commit()
+    assert alice.get("/api/v1/tags/").status_code == 200
+    session.rollback()
+    assert session.execute(select(ApiToken.last_used_at)).scalar() > first
+
+
+def test_each_request_is_authenticated_on_its_own(admin, alice, client):
+    # One app context serves every request of the test (as a CLI command
+    # or a worker may): a user must not stick to the next request.
+    assert admin.get("/api/v1/jobtypes/").status_code == 200
+    assert alice.post("/api/v1/jobtypes/", json={"name": "x"}
+                      ).status_code == 403
+    assert client.get("/api/v1/jobtypes/").status_code == 401
+    assert admin.post("/api/v1/jobtypes/", json={"name": "x"}
+                      ).status_code == 201
+    assert alice.delete("/api/v1/agents/x").status_code == 403
 
 
 def database_text(session):

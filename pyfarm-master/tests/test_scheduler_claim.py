@@ -319,6 +319,26 @@ def test_a_failed_task_prefers_another_agent(session, settings):
     assert frames(claim(session, other, settings)) == [[1]]
 
 
+def test_a_failed_task_returns_to_its_agent_when_no_other_takes_it(
+        session, settings):
+    # Only the agent that failed the frame has the tag the job needs; the
+    # other agent online can never take it.
+    job = make_job(session, 1, 1, requeue=3)
+    gpu = Tag(name="gpu")
+    session.add(JobTagRequirement(job_id=job.id, tag=gpu))
+    agent = make_agent(session, tags=[gpu])
+    other = make_agent(session, "other")
+    session.execute(sa.update(Task).values(last_failed_agent_id=agent.id,
+                                           failures=1, updated_at=NOW))
+    session.commit()
+    assert claim(session, other, settings) == []
+    assert claim(session, agent, settings) == []  # the others go first ...
+    later = NOW + timedelta(seconds=settings.lost_timeout + 1)
+    assert claim(session, other, settings, now=later) == []
+    # ... but not for ever.
+    assert frames(claim(session, agent, settings, now=later)) == [[1]]
+
+
 def test_take_tasks_is_compare_and_set(session):
     job = make_job(session, 1, 3)
     agent = make_agent(session)

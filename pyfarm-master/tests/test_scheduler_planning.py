@@ -54,6 +54,15 @@ def test_software_requirements(software, requirements, expected):
     assert planning.meets_software(software, requirements) is expected
 
 
+def test_a_version_without_numbers_matches_no_range():
+    # Such versions were accepted from agents once; they must not stop
+    # the scheduler with a ValueError.
+    software = {7: (" ", "-", "2.1")}
+    assert planning.meets_software(software, [(7, "2", None)])
+    assert not planning.meets_software({7: (" ",)}, [(7, "1", "3")])
+    assert not planning.meets_software({7: ("",)}, [(7, None, None)])
+
+
 def test_matches_checks_size_tags_and_software():
     agent = AgentProfile(id="a", cpus=4, ram=8000, tag_ids=frozenset({1}),
                          software={7: ("4.0",)})

@@ -412,6 +412,21 @@ def test_offline_agent_is_not_lost_twice(session, lost_setup):
     assert mark_lost_agents(session, after(settings, 100), settings) == []
 
 
+def test_offline_agent_still_holding_tasks_releases_them(session,
+                                                         lost_setup):
+    # Work claimed for an agent just as another master declared it lost
+    # would otherwise stay with the offline agent for ever.
+    settings = lost_setup
+    agent = session.get(Agent, AGENT_ID)
+    agent.state = "offline"
+    session.commit()
+    assert mark_lost_agents(session, after(settings), settings) == [AGENT_ID]
+    session.commit()
+    assert agent.state == "offline"
+    assert session.execute(select(func.count()).select_from(Task).where(
+        Task.agent_id == AGENT_ID)).scalar() == 0
+
+
 def test_sync_after_being_lost_brings_it_back(session, agent_user,
                                               lost_setup):
     settings = lost_setup

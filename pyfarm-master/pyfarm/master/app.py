@@ -9,6 +9,7 @@ import secrets
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, IntegerConverter
 
 from pyfarm.core.logger import getLogger
 from pyfarm.master import models  # noqa: F401 - registers the tables
@@ -17,6 +18,7 @@ from pyfarm.master.errors import ApiError
 from pyfarm.master.logstore import FileLogStore
 from pyfarm.master.schema import check_schema
 from pyfarm.master.settings import Settings, load_settings
+from pyfarm.master.validation import MAX_INT
 
 logger = getLogger("master.app")
 
@@ -43,6 +45,7 @@ def create_app(config=None):
     app.json.sort_keys = False
     app.extensions["pyfarm.logstore"] = FileLogStore(settings.log_dir)
     db.init_app(app)
+    register_converters(app)
     with app.app_context():
         if is_sqlite(settings.database_url):
             configure_sqlite(db.engine)
@@ -67,6 +70,31 @@ def secret_key(settings):
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in URLs: an id or attempt number, which fits an SQL
+    INTEGER; a larger number matches no route (404) instead of failing in
+    the database."""
+
+    def __init__(self, url_map, *args, **options):
+        options.setdefault("max", MAX_INT)
+        super().__init__(url_map, *args, **options)
+
+
+class NameConverter(BaseConverter):
+    """``<name>`` in URLs: one path segment without control characters,
+    which no name or id holds (and PostgreSQL cannot compare NUL)."""
+
+    regex = r"[^/\x00-\x1f\x7f]+"
+    part_isolating = True
+
+
+def register_converters(app):
+    """Make ``int`` and the default URL converter refuse what no stored
+    object can be named, so that it is a 404 and never a database error."""
+    app.url_map.converters.update(
+        int=IdConverter, default=NameConverter, string=NameConverter)
 
 
 def register_blueprints(app):

@@ -8,6 +8,7 @@ digest. Passwords (for the web UI) are hashed with Werkzeug.
 import functools
 import hashlib
 import secrets
+from datetime import timedelta
 
 from flask import g, request
 from sqlalchemy import select
@@ -20,6 +21,9 @@ from pyfarm.master.models import ApiToken, User
 
 TOKEN_BYTES = 32
 USER_KEY = "pyfarm.user"
+#: How stale a token's ``last_used_at`` may get before a request records
+#: it again (one write per token and interval, not one per request).
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def new_token():
@@ -43,15 +47,35 @@ def check_password(user, password):
         user.password_hash, password)
 
 
-def user_for_token(session, token, now=None):
-    """Return the active user owning ``token``, or ``None``."""
+def token_and_user(session, token):
+    """Return the ``(ApiToken, User)`` row of an active user's ``token``,
+    or ``None``."""
     row = session.execute(
         select(ApiToken, User).join(User, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == hash_token(token))
     ).first()
-    if row is None or not row.User.active:
+    return row if row is not None and row.User.active else None
+
+
+def touch(api_token, now):
+    """Set ``last_used_at`` unless it is newer than
+    :data:`LAST_USED_PRECISION`; return whether it changed."""
+    used = api_token.last_used_at
+    if used is not None and now - used < LAST_USED_PRECISION:
+        return False
+    api_token.last_used_at = now
+    return True
+
+
+def user_for_token(session, token, now=None):
+    """Return the active user owning ``token``, or ``None``.
+
+    Records the token's use (:func:`touch`); the caller commits.
+    """
+    row = token_and_user(session, token)
+    if row is None:
         return None
-    row.ApiToken.last_used_at = now or utcnow()
+    touch(row.ApiToken, now or utcnow())
     return row.User
 
 
@@ -80,10 +104,15 @@ def current_user():
         raise Unauthorized(
             "authentication required: send 'Authorization: Bearer <token>' "
             "(create one with 'pyfarm-master tokens create NAME')")
-    user = user_for_token(db.session, token)
-    if user is None:
+    row = token_and_user(db.session, token)
+    if row is None:
         raise Unauthorized("the token is unknown, revoked or its user is "
                            "disabled")
+    if touch(row.ApiToken, utcnow()):
+        # Commit the use now: reads never commit, and a request answered
+        # with an error rolls back.
+        db.session.commit()
+    user = row.User
     request.environ[USER_KEY] = user
     g.user = user
     return user

@@ -24,7 +24,15 @@ from pyfarm.master.auth import require_roles
 from pyfarm.master.db import db, utcnow
 from pyfarm.master.services import agents as agent_service
 from pyfarm.master.services import tasks as task_service
-from pyfarm.master.validation import Strict, json_body, parse
+from pyfarm.master.services.catalog import name_problem
+from pyfarm.master.validation import (
+    Count,
+    Id,
+    Positive,
+    Strict,
+    json_body,
+    parse,
+)
 
 AGENT_ROLES = (Role.ADMIN, Role.AGENT)
 
@@ -50,6 +58,18 @@ def Text(max_length, min_length=0):  # noqa: N802 - a type factory
                      AfterValidator(_no_nul)]
 
 
+def CatalogName(kind):  # noqa: N802 - a type factory
+    """A tag, software or version name, stripped and checked by the
+    catalog's rules (the scheduler compares versions as numbers)."""
+    def check(text):
+        text = text.strip()
+        problem = name_problem(text, kind)
+        if problem:
+            raise ValueError(problem)
+        return text
+    return Annotated[str, AfterValidator(check)]
+
+
 OsName = Literal[tuple(member.value for member in OperatingSystem)]
 Megabytes = Annotated[int, Field(ge=0)]
 
@@ -72,8 +92,8 @@ class Disk(Strict):
 class InstalledSoftware(Strict):
     """A program version found on the agent."""
 
-    software: Text(64, 1)
-    version: Text(64, 1)
+    software: CatalogName("software")
+    version: CatalogName("version")
 
 
 class Registration(Strict):
@@ -83,12 +103,12 @@ class Registration(Strict):
     hostname: Text(255, 1)
     os: OsName
     os_version: Text(255) = ""
-    cpus: Annotated[int, Field(ge=1)]
-    ram: Annotated[int, Field(ge=1)]
-    free_ram: Megabytes = 0
+    cpus: Positive
+    ram: Positive
+    free_ram: Count = 0
     gpus: list[Gpu] = []
     disks: list[Disk] = []
-    tags: list[Text(64, 1)] = []
+    tags: list[CatalogName("tag")] = []
     software: list[InstalledSoftware] = []
     version: Text(32) = ""
 
@@ -96,21 +116,21 @@ class Registration(Strict):
 class Held(Strict):
     """A (task, attempt) pair the agent holds."""
 
-    task: Annotated[int, Field(ge=1)]
-    attempt: Annotated[int, Field(ge=1)]
+    task: Id
+    attempt: Id
 
 
 class Sync(Strict):
     """Body of ``POST /api/v1/agents/<id>/sync``."""
 
-    free_ram: Megabytes | None = None
+    free_ram: Count | None = None
     running: list[Held] = []
 
 
 class TaskUpdate(Strict):
     """Body of ``PUT /api/v1/agents/<id>/tasks/<task_id>``."""
 
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Id
     state: Literal["running", "done", "failed"]
     progress: Annotated[float, Field(ge=0, le=1)] | None = None
     error: Text(65536) | None = None
@@ -171,7 +191,8 @@ def agent_task_update(agent_id, task_id):
 @require_roles(*AGENT_ROLES)
 def agent_log_append(agent_id, assignment_id):
     """Append a chunk to an assignment's log; answer the log's size."""
-    body = parse(LogChunk, json_body())
+    # A process may print NUL characters; the log is a file, not a column.
+    body = parse(LogChunk, json_body(allow_nul=True))
     agent = agent_service.get_agent(db.session, g.user, agent_id)
     size = task_service.append_log(
         db.session, current_app.extensions["pyfarm.logstore"], agent.id,

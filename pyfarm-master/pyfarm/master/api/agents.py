@@ -19,6 +19,7 @@ from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db, utcnow
 from pyfarm.master.errors import BadRequest
 from pyfarm.master.models import Agent, SoftwareVersion, Tag, Task, TaskAttempt
+from pyfarm.master.services import agents as agent_service
 from pyfarm.master.services.catalog import ensure_tags, version_sort_key
 from pyfarm.master.validation import Strict, json_body, parse
 
@@ -186,10 +187,6 @@ def delete_agent(agent_id):
     Its attempts are kept (as ``lost`` where they were running). An agent
     that is still alive registers again on its next sync.
     """
-    from pyfarm.master.services.tasks import release_agent_tasks
-
-    agent = get_or_404(db.session, Agent, agent_id, "agent")
-    release_agent_tasks(db.session, agent.id, utcnow(), outcome="lost")
-    db.session.delete(agent)
+    agent_service.delete_agent(db.session, agent_id, utcnow())
     db.session.commit()
     return "", 204

@@ -5,7 +5,7 @@ Everyone with a person's role may read; job types, software and queues
 are changed by admins, tags may be added by users too.
 """
 
-from typing import Annotated, Any
+from typing import Any
 
 from flask import jsonify, url_for
 from pydantic import Field
@@ -19,12 +19,17 @@ from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db, utcnow
 from pyfarm.master.models import JobQueue, JobType, Software, Tag
 from pyfarm.master.services import catalog
-from pyfarm.master.validation import Strict, json_body, parse
+from pyfarm.master.validation import (
+    Count,
+    Int32,
+    Positive,
+    Strict,
+    json_body,
+    parse,
+)
 
-#: A whole number that fits an SQL INTEGER column.
-Int32 = Annotated[int, Field(ge=-2**31, le=2**31 - 1)]
 #: A count of agents, or null for no limit.
-AgentCount = Annotated[int, Field(ge=1, le=2**31 - 1)] | None
+AgentCount = Positive | None
 
 
 # -- JSON ----------------------------------------------------------------
@@ -210,7 +215,7 @@ class JobQueueIn(Strict):
     name: str
     parent: str | None = None
     priority: Int32 = 0
-    weight: Annotated[int, Field(ge=0, le=2**31 - 1)] = 1
+    weight: Count = 1
     minimum_agents: AgentCount = None
     maximum_agents: AgentCount = None
 
@@ -221,7 +226,7 @@ class JobQueuePatch(Strict):
     name: str = None
     parent: str | None = None
     priority: Int32 = None
-    weight: Annotated[int, Field(ge=0, le=2**31 - 1)] = None
+    weight: Count = None
     minimum_agents: AgentCount = None
     maximum_agents: AgentCount = None
 

@@ -2,8 +2,8 @@
 
 from flask import request
 
-from pyfarm.master.errors import NotFound
-from pyfarm.master.validation import query_int
+from pyfarm.master.errors import BadRequest, NotFound
+from pyfarm.master.validation import MAX_INT, query_int
 
 #: Largest page a list endpoint returns.
 MAX_PER_PAGE = 1000
@@ -16,7 +16,7 @@ def iso(moment):
 
 def pagination(default_per_page=100):
     """Read ``page`` (from 1) and ``per_page`` from the query string."""
-    page = query_int("page", 1, minimum=1)
+    page = query_int("page", 1, minimum=1, maximum=MAX_INT)
     per_page = query_int("per_page", default_per_page, minimum=1,
                          maximum=MAX_PER_PAGE)
     return page, per_page
@@ -42,4 +42,17 @@ def get_or_404(session, model, ident, what=None):
 def arg(name):
     """Return a stripped query argument or None when absent or empty."""
     value = request.args.get(name, "").strip()
+    if "\x00" in value:
+        raise BadRequest(f"query argument {name!r} must not contain NUL "
+                         f"characters")
     return value or None
+
+
+def choice_arg(name, allowed):
+    """Return query argument ``name`` (or None); 400 unless in ``allowed``."""
+    value = arg(name)
+    if value is not None and value not in allowed:
+        raise BadRequest(
+            f"query argument {name!r} must be one of "
+            f"{', '.join(sorted(allowed))}, got {value!r}")
+    return value

@@ -19,7 +19,13 @@ from sqlalchemy import func, select
 
 from pyfarm.core.enums import JOB_STATES
 from pyfarm.master.api import api
-from pyfarm.master.api.common import arg, get_or_404, page_of, pagination
+from pyfarm.master.api.common import (
+    arg,
+    choice_arg,
+    get_or_404,
+    page_of,
+    pagination,
+)
 from pyfarm.master.api.serialize import (
     JOB_LOAD_OPTIONS,
     job_json,
@@ -27,7 +33,6 @@ from pyfarm.master.api.serialize import (
 )
 from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db, utcnow
-from pyfarm.master.errors import BadRequest
 from pyfarm.master.models import Job, JobQueue, User
 from pyfarm.master.services import jobs as service
 from pyfarm.master.validation import Strict, json_body, parse
@@ -88,16 +93,6 @@ def job_filters():
         where.append(Job.jobqueue_id.in_(
             select(JobQueue.id).where(JobQueue.name == jobqueue)))
     return where
-
-
-def choice_arg(name, allowed):
-    """Return query argument ``name`` (or None); 400 unless in ``allowed``."""
-    value = arg(name)
-    if value is not None and value not in allowed:
-        raise BadRequest(
-            f"query argument {name!r} must be one of "
-            f"{', '.join(sorted(allowed))}, got {value!r}")
-    return value
 
 
 def escape_like(text):

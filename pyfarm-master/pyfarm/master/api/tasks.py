@@ -17,8 +17,12 @@ from sqlalchemy import func, select
 
 from pyfarm.core.enums import TASK_STATES
 from pyfarm.master.api import api
-from pyfarm.master.api.common import get_or_404, page_of, pagination
-from pyfarm.master.api.jobs import choice_arg
+from pyfarm.master.api.common import (
+    choice_arg,
+    get_or_404,
+    page_of,
+    pagination,
+)
 from pyfarm.master.api.serialize import attempt_to_dict, task_to_dict
 from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db
@@ -99,9 +103,10 @@ def task_log_read(job_id, task_id, attempt):
     # Read no further than the size reported, so offset + length of the
     # body is where the next read starts even while the log grows.
     available = max(0, size - offset)
-    data = store.read(row.assignment_id, offset,
-                      available if length is None
-                      else min(length, available))
+    if length is not None:
+        available = min(length, available)
+    data = store.read(row.assignment_id, offset, available) if available \
+        else b""
     response = Response(data, mimetype="text/plain")
     response.headers["X-Log-Size"] = str(size)
     return response

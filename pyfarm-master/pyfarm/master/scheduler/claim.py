@@ -12,6 +12,7 @@ decision does not grow with the number of finished tasks.
 """
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import aliased
@@ -66,26 +67,28 @@ def claim_for_agent(session, agent, now, settings):
     and the scheduler loop claiming for the same agent do not both fill
     its capacity.
     """
-    if agent.state not in WORKING_AGENT_STATES:
+    # Read the state under the lock: ``agent`` may have been loaded before
+    # an admin disabled it or another master declared it lost.
+    state = session.execute(select(Agent.state).where(Agent.id == agent.id)
+                            .with_for_update()).scalar()
+    if state not in WORKING_AGENT_STATES:
         return []
-    session.execute(select(Agent.id).where(Agent.id == agent.id)
-                    .with_for_update())
     free = held_capacity(session, agent)
     if free[0] < 1:
         return []
     profile = agent_profile(agent)
     jobs = candidate_jobs(session, profile, free, now, settings)
-    avoid_failed = other_agents_working(session, agent.id)
+    avoid_since = failed_avoided_since(session, agent.id, now, settings)
     assignments = []
     for job in jobs:
         while planning.fits(free, job):
-            won = claim_batch(session, agent.id, job, now, avoid_failed)
+            won = claim_batch(session, agent.id, job, now, avoid_since)
             if not won:
                 break
             assignments.append(assignment_dict(session.get(Job, job.id),
                                                won))
             free = planning.take(free, job)
-    if assignments and agent.state == AgentState.ONLINE:
+    if assignments and state == AgentState.ONLINE:
         agent.state = AgentState.RUNNING
     if assignments:
         logger.info("agent %s claimed %d assignment(s): %s", agent.id,
@@ -219,11 +222,27 @@ def other_agents_working(session, agent_id):
     ).first() is not None
 
 
-def claim_batch(session, agent_id, job, now, avoid_failed):
+def failed_avoided_since(session, agent_id, now, settings):
+    """Return since when tasks ``agent_id`` failed are left to others.
+
+    A failed task prefers other agents, but only for ``lost_timeout``:
+    by then every live agent has synced and could have taken it. Another
+    agent being online does not mean it can run the job (tags, software,
+    blocklist), so avoiding the task for ever could leave it queued for
+    ever. ``None`` (alone on the farm): nothing is avoided.
+    """
+    if not other_agents_working(session, agent_id):
+        return None
+    return now - timedelta(seconds=settings.lost_timeout)
+
+
+def claim_batch(session, agent_id, job, now, avoid_since=None):
     """Claim one batch of ``job``'s queued tasks; return the won tasks.
 
     The batch is the lowest queued frames forming a consecutive run of up
-    to ``job.batch`` frames. Returns an empty list when nothing was won.
+    to ``job.batch`` frames. Tasks that failed on this agent and changed
+    after ``avoid_since`` are skipped. Returns an empty list when nothing
+    was won.
     """
     if job.maximum_agents is not None and not _slot_left(
             session, agent_id, job):
@@ -233,9 +252,10 @@ def claim_batch(session, agent_id, job, now, avoid_failed):
         .where(Task.job_id == job.id, Task.state == WorkState.QUEUED)
         .order_by(Task.frame, Task.id).limit(job.batch)
         .with_for_update(skip_locked=True, of=Task))
-    if avoid_failed:
+    if avoid_since is not None:
         query = query.where(or_(Task.last_failed_agent_id.is_(None),
-                                Task.last_failed_agent_id != agent_id))
+                                Task.last_failed_agent_id != agent_id,
+                                Task.updated_at < avoid_since))
     queued = [tuple(row) for row in session.execute(query)]
     batch = planning.consecutive_batch(queued, job.by, job.batch)
     if not batch:

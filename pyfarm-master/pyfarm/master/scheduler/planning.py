@@ -88,10 +88,19 @@ def meets_software(software, requirements):
     """
     for software_id, minimum, maximum in requirements:
         versions = software.get(software_id, ())
-        if not any(in_range(version, minimum, maximum)
+        if not any(_in_range(version, minimum, maximum)
                    for version in versions):
             return False
     return True
+
+
+def _in_range(version, minimum, maximum):
+    # A version no number can be read from (stored before registrations
+    # were checked) matches no range rather than stopping the scheduler.
+    try:
+        return in_range(version, minimum, maximum)
+    except ValueError:
+        return False
 
 
 def matches(agent, job):

@@ -193,6 +193,25 @@ def redelivered(session, tasks):
             for group in ordered]
 
 
+def delete_agent(session, agent_id, now):
+    """Forget an agent; the tasks it holds go back to the queue.
+
+    Its attempts are kept (as ``lost`` where they were running). The agent
+    row is locked first: a sync claiming work for the agent at this moment
+    either commits before (and its tasks are released here) or finds no
+    agent. Without the lock, the tasks it claimed would keep the state
+    ``assigned`` with no agent (the foreign key sets it to NULL), for ever.
+    """
+    agent = session.get(Agent, agent_id, with_for_update=True,
+                        populate_existing=True)
+    if agent is None:
+        raise NotFound(f"no agent with id {agent_id}")
+    release_agent_tasks(session, agent.id, now, ATTEMPT_LOST)
+    session.delete(agent)
+    session.flush()
+    logger.info("agent %s (%s) deleted", agent.id, agent.hostname)
+
+
 def mark_lost_agents(session, now, settings, started_at=None):
     """Declare agents not heard from within ``lost_timeout`` offline.
 
@@ -207,7 +226,9 @@ def mark_lost_agents(session, now, settings, started_at=None):
         return []
     stale = stale_agents(now - timeout)
     lost = []
-    for agent_id in session.execute(select(Agent.id).where(stale)).scalars():
+    # In id order, so that two masters lock the agents in the same order.
+    for agent_id in session.execute(select(Agent.id).where(stale)
+                                    .order_by(Agent.id)).scalars().all():
         # Lock and check again: the agent may have synced meanwhile.
         agent = session.execute(
             select(Agent).where(Agent.id == agent_id, stale)
@@ -227,10 +248,12 @@ def mark_lost_agents(session, now, settings, started_at=None):
 
 def stale_agents(cutoff):
     """Return the condition "not heard from since ``cutoff`` and either
-    working, or disabled while holding tasks"."""
+    working, or disabled or offline while holding tasks" (an offline agent
+    holds none, unless work was claimed for it as it was being lost)."""
     holds = exists(select(Task.id).where(Task.agent_id == Agent.id,
                                          Task.state.in_(ACTIVE)))
     return and_(
         Agent.last_heard_at < cutoff,
         or_(Agent.state.in_([AgentState.ONLINE, AgentState.RUNNING]),
-            and_(Agent.state == AgentState.DISABLED, holds)))
+            and_(Agent.state.in_([AgentState.DISABLED, AgentState.OFFLINE]),
+                 holds)))

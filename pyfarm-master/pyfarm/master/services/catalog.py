@@ -12,6 +12,9 @@ import re
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +40,19 @@ NAME_LENGTH = {"jobtype": 64, "software": 64, "tag": 64, "jobqueue": 128,
 _BAD_NAME = re.compile(r"[/\x00-\x1f\x7f]")
 
 
+def name_problem(name, kind):
+    """Return why the stripped ``name`` cannot be a name of ``kind`` (a
+    key of :data:`NAME_LENGTH`), or None when it can."""
+    longest = NAME_LENGTH[kind]
+    if not name or len(name) > longest:
+        return f"must have 1 to {longest} characters"
+    if _BAD_NAME.search(name):
+        return "may not contain '/' or control characters"
+    if kind == "version" and not version_key(name):
+        return "must contain a number or a letter (it is a version)"
+    return None
+
+
 def check_name(value, field, kind):
     """Return ``value`` stripped, or raise naming ``field`` if unusable.
 
@@ -45,24 +61,15 @@ def check_name(value, field, kind):
     if not isinstance(value, str):
         raise BadRequest(f"field {field!r} must be a string, got "
                          f"{value!r}")
-    name = value.strip()
-    longest = NAME_LENGTH[kind]
-    if not name or len(name) > longest:
-        raise BadRequest(f"field {field!r} must have 1 to {longest} "
-                         f"characters, got {value!r}")
-    if _BAD_NAME.search(name):
-        raise BadRequest(f"field {field!r} may not contain '/' or control "
-                         f"characters, got {value!r}")
-    return name
+    problem = name_problem(value.strip(), kind)
+    if problem:
+        raise BadRequest(f"field {field!r} {problem}, got {value!r}")
+    return value.strip()
 
 
 def check_version(value, field="version"):
     """Return a software version string or raise naming ``field``."""
-    version = check_name(value, field, "version")
-    if not version_key(version):
-        raise BadRequest(f"field {field!r}: a version must contain a "
-                         f"number or a letter, got {value!r}")
-    return version
+    return check_name(value, field, "version")
 
 
 def version_sort_key(version):
@@ -110,6 +117,53 @@ def check_json_schema(schema, field="parameters"):
         where = ".".join([field, *(str(p) for p in error.path)])
         raise BadRequest(f"field {where!r} is not a valid JSON Schema: "
                          f"{error.message}") from None
+    problem = unusable_references(schema)
+    if problem:
+        raise BadRequest(f"field {field!r}: {problem}")
+
+
+#: Instances a schema is tried on to find references that cannot work.
+_TRIAL_INSTANCES = ({}, [], "", 0, None)
+
+
+def unusable_references(schema):
+    """Return why a valid ``schema``'s ``$ref`` cannot be followed (it
+    points nowhere, to another document, or only to itself), or None.
+
+    The meta-schema does not check references; validating would fail on
+    every job submitted with the job type.
+    """
+    # The registry jsonschema validates with: it knows the meta-schemas.
+    resolver = SPECIFICATIONS.with_resource(
+        "", DRAFT202012.create_resource(schema)).resolver()
+    try:
+        for reference in _references(schema):
+            resolver.lookup(reference)
+        validator = Draft202012Validator(schema)
+        for instance in _TRIAL_INSTANCES:
+            for _ in validator.iter_errors(instance):
+                pass
+    except Unresolvable as error:
+        return f"a $ref cannot be resolved ({error})"
+    except RecursionError:
+        return "a $ref refers to itself without end"
+    return None
+
+
+def _references(schema):
+    """Yield the ``$ref`` values of ``schema`` that are relative to its
+    root (sub-schemas with their own ``$id`` are left out)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if node is not schema and "$id" in node:
+                continue
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            stack.extend(node.values())
 
 
 def get_jobtype(session, name):

@@ -18,14 +18,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from referencing.exceptions import Unresolvable
 from sqlalchemy import (
+    BigInteger,
     Integer,
     cast,
     delete,
-    exists,
     insert,
     literal,
     select,
+    tuple_,
     update,
 )
 
@@ -48,7 +50,7 @@ from pyfarm.master.models import (
 from pyfarm.master.models.task import ATTEMPT_CANCELLED
 from pyfarm.master.services import catalog
 from pyfarm.master.services.rollup import rollup_job
-from pyfarm.master.validation import Strict
+from pyfarm.master.validation import Count, Id, Int32, Positive, Strict
 
 logger = getLogger("master.services.jobs")
 
@@ -67,6 +69,16 @@ def _not_blank(text):
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=255),
                   AfterValidator(_not_blank)]
+
+
+def _environ_name(name):
+    if not name or "=" in name:
+        raise ValueError(f"an environment variable name must not be empty "
+                         f"or contain '=', got {name!r}")
+    return name
+
+
+EnvironName = Annotated[str, AfterValidator(_environ_name)]
 
 
 class TagRequirementSpec(Strict):
@@ -103,27 +115,27 @@ class JobSpec(Strict):
 
     title: Title
     jobtype: Name
-    jobtype_version: int = Field(default=1, ge=1)
-    start: int
+    jobtype_version: Positive = 1
+    start: Int32
     # ``by`` before ``end``: the frame range is checked on ``end``.
-    by: int = Field(default=1, ge=1)
-    end: int
-    batch: int = Field(default=1, ge=1)
-    priority: int = 0
-    weight: int = Field(default=1, ge=0)
-    minimum_agents: int | None = Field(default=None, ge=1)
-    maximum_agents: int | None = Field(default=None, ge=1)
-    requeue: int = Field(default=3, ge=0)
-    cpus: int = Field(default=1, ge=1)
-    ram: int = Field(default=0, ge=0)
+    by: Positive = 1
+    end: Int32
+    batch: Positive = 1
+    priority: Int32 = 0
+    weight: Count = 1
+    minimum_agents: Positive | None = None
+    maximum_agents: Positive | None = None
+    requeue: Count = 3
+    cpus: Positive = 1
+    ram: Count = 0
     data: dict[str, Any] = Field(default_factory=dict)
-    environ: dict[str, str] = Field(default_factory=dict)
+    environ: dict[EnvironName, str] = Field(default_factory=dict)
     notes: str = ""
     tags: list[Name] = Field(default_factory=list)
     tag_requirements: list[TagRequirementSpec] = Field(default_factory=list)
     software_requirements: list[SoftwareRequirementSpec] = Field(
         default_factory=list)
-    parents: list[int] = Field(default_factory=list)
+    parents: list[Id] = Field(default_factory=list)
     jobqueue: QueueName | None = None
     notified_users: list[Name] = Field(default_factory=list)
 
@@ -166,8 +178,8 @@ class JobChanges(Strict):
     """
 
     title: Title = None
-    priority: int = None
-    weight: int = Field(default=None, ge=0)
+    priority: Int32 = None
+    weight: Count = None
     notes: str = None
     state: str = None
 
@@ -254,14 +266,16 @@ def insert_tasks(session, job, now):
     ORM bulk insert of a list of rows took 4 s on SQLite and 8 s on
     PostgreSQL, this takes 0.5 s and 2 s.
     """
-    frame = cast(literal(job.start), Integer).label("frame")
+    # BIGINT while counting: the step after the last frame may pass the
+    # largest INTEGER, which PostgreSQL refuses even though it is dropped.
+    frame = cast(literal(job.start), BigInteger).label("frame")
     frames = select(frame).cte("frames", recursive=True)
-    following = cast(frames.c.frame + job.by, Integer)
+    following = cast(frames.c.frame + job.by, BigInteger)
     frames = frames.union_all(
         select(following.label("frame")).where(following <= job.end))
     timestamp = literal(now, Task.created_at.type)
     columns = {
-        "job_id": literal(job.id), "frame": frames.c.frame,
+        "job_id": literal(job.id), "frame": cast(frames.c.frame, Integer),
         "state": literal(str(WorkState.QUEUED)), "attempt": literal(0),
         "failures": literal(0), "progress": literal(0.0),
         "created_at": timestamp, "updated_at": timestamp}
@@ -285,8 +299,15 @@ def check_data(jobtype, data):
             f"the parameters schema of job type {jobtype.name!r} is not a "
             f"valid JSON Schema ({error.message}); an admin must fix the "
             f"job type") from None
-    errors = sorted(Draft202012Validator(schema).iter_errors(data),
-                    key=lambda item: list(item.absolute_path))
+    try:
+        errors = sorted(Draft202012Validator(schema).iter_errors(data),
+                        key=lambda item: list(item.absolute_path))
+    except (Unresolvable, RecursionError):
+        raise Conflict(
+            f"the parameters schema of job type {jobtype.name!r} has a "
+            f"$ref that cannot be followed ("
+            f"{catalog.unusable_references(schema) or 'for this data'}); "
+            f"an admin must fix the job type") from None
     if errors:
         raise BadRequest(_describe_data_error(errors[0]),
                          problems=[_describe_data_error(e) for e in errors])
@@ -444,12 +465,13 @@ def cancel_job(session, job_id, user, now):
     """
     job = job_for_change(session, job_id, user)
     open_states = [WorkState.QUEUED, *ACTIVE_TASK_STATES]
-    held = (select(Task.id).where(
-        Task.id == TaskAttempt.task_id, Task.attempt == TaskAttempt.attempt,
-        Task.job_id == job.id, Task.state.in_(ACTIVE_TASK_STATES)))
+    # (task, attempt) IN (...): SQLite scans every attempt of every job
+    # for a correlated EXISTS, but looks these pairs up in the index.
+    held = select(Task.id, Task.attempt).where(
+        Task.job_id == job.id, Task.state.in_(ACTIVE_TASK_STATES))
     session.execute(
         update(TaskAttempt)
-        .where(exists(held),
+        .where(tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(held),
                TaskAttempt.state.in_(ACTIVE_TASK_STATES))
         .values(state=ATTEMPT_CANCELLED, finished_at=now))
     result = session.execute(

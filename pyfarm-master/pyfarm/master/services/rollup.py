@@ -4,6 +4,12 @@ Job state from task states.
 A job is ``done`` when every task is done, ``failed`` when nothing is left
 to run and some task failed, ``running`` while tasks are held by agents
 or after it started, else ``queued``. A paused job stays paused.
+
+Whoever changes task states and rolls up locks the job rows first
+(:func:`lock_jobs`), before the tasks, as the job services do. Two tasks of
+one job ending at once on PostgreSQL then roll up one after the other, and
+the second sees the first one's task; without the lock each would see the
+other's task still running and leave the job ``running`` for ever.
 """
 
 from sqlalchemy import func, select
@@ -55,6 +61,22 @@ def derive_state(job, active, queued, failed):
     return WorkState.DONE
 
 
+def lock_jobs(session, job_ids):
+    """Lock the rows of ``job_ids`` (in id order) and reload them.
+
+    ``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises writers
+    already. Returns the jobs by id.
+    """
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    jobs = session.execute(
+        select(Job).where(Job.id.in_(ids)).order_by(Job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)).scalars()
+    return {job.id: job for job in jobs}
+
+
 def rollup_job(session, job, now):
     """Recompute ``job.state`` from its tasks; return the new state.
 
@@ -77,8 +99,6 @@ def rollup_job(session, job, now):
 
 
 def rollup_jobs(session, job_ids, now):
-    """Roll up every job in ``job_ids``."""
-    for job_id in sorted(set(job_ids)):
-        job = session.get(Job, job_id)
-        if job is not None:
-            rollup_job(session, job, now)
+    """Lock and roll up every job in ``job_ids``."""
+    for job in lock_jobs(session, job_ids).values():
+        rollup_job(session, job, now)

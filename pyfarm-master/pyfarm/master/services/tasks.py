@@ -15,7 +15,7 @@ from pyfarm.core.logger import getLogger
 from pyfarm.master.errors import Conflict, NotFound
 from pyfarm.master.models import AgentJobFailure, Job, Task, TaskAttempt
 from pyfarm.master.models.task import ATTEMPT_CANCELLED, ATTEMPT_LOST
-from pyfarm.master.services.rollup import rollup_job, rollup_jobs
+from pyfarm.master.services.rollup import lock_jobs, rollup_job, rollup_jobs
 
 logger = getLogger("master.tasks")
 
@@ -26,6 +26,9 @@ FINAL_ATTEMPT_STATES = frozenset(
 #: States an agent may report.
 REPORTABLE_STATES = frozenset(
     {WorkState.RUNNING, WorkState.DONE, WorkState.FAILED})
+
+#: Reported states that end the attempt and so roll the job up.
+ENDING_STATES = frozenset({WorkState.DONE, WorkState.FAILED})
 
 #: Outcomes of :func:`release_agent_tasks`.
 RELEASE_OUTCOMES = frozenset({ATTEMPT_LOST, ATTEMPT_CANCELLED})
@@ -55,6 +58,11 @@ def report_task(session, agent_id, task_id, attempt, state, now,
     """
     if state not in REPORTABLE_STATES:
         raise ValueError(f"cannot report state {state!r}")
+    if state in ENDING_STATES:
+        # The job before the task (see the rollup module): two tasks of
+        # the job ending at once must roll it up one after the other.
+        lock_jobs(session, session.execute(
+            select(Task.job_id).where(Task.id == task_id)).scalars())
     task = session.execute(
         select(Task).where(Task.id == task_id).with_for_update()
         .execution_options(populate_existing=True)).scalar()
@@ -165,17 +173,20 @@ def release_agent_tasks(session, agent_id, now, outcome=ATTEMPT_LOST,
         raise ValueError(f"outcome must be one of "
                          f"{', '.join(sorted(RELEASE_OUTCOMES))}, "
                          f"got {outcome!r}")
+    held = [Task.agent_id == agent_id, Task.state.in_(ACTIVE)]
+    if task_ids is not None:
+        if not task_ids:
+            return []
+        held.append(Task.id.in_(list(task_ids)))
+    # Lock the jobs before the tasks (see the rollup module).
+    lock_jobs(session, session.execute(
+        select(Task.job_id).where(*held).distinct()).scalars())
     statement = (
-        update(Task)
-        .where(Task.agent_id == agent_id, Task.state.in_(ACTIVE))
+        update(Task).where(*held)
         .values(state=WorkState.QUEUED, agent_id=None, assignment_id=None,
                 progress=0.0, assigned_at=None, started_at=None,
                 finished_at=None, updated_at=now)
         .returning(Task.id, Task.attempt, Task.job_id))
-    if task_ids is not None:
-        if not task_ids:
-            return []
-        statement = statement.where(Task.id.in_(list(task_ids)))
     released = session.execute(statement).all()
     if not released:
         return []
