@@ -1,14 +1,25 @@
 """Fakes and fixtures for the agent's tests: no sockets, no wall time."""
 
+import os
+import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from twisted.internet import defer, task
 
 from pyfarm.agent.config import AgentSettings
+from pyfarm.agent.jobtypes.command import CommandJobType
 from pyfarm.agent.master import Conflict, MasterUnavailable
 from pyfarm.agent.process import ExitStatus, LineSplitter
 from pyfarm.agent.service import AgentService
+from pyfarm.agent.software import Discovery, Installation
+
+#: The fake renderers (see fakes/README.rst).
+FAKES = Path(__file__).with_name("fakes")
 
 
 class FakeMaster:
@@ -62,12 +73,14 @@ class FakeMaster:
                              **answer})
 
     def update_task(self, agent_id, task_id, attempt, state, progress=None,
-                    error=None):
+                    error=None, outputs=None):
         update = {"task": task_id, "attempt": attempt, "state": state}
         if progress is not None:
             update["progress"] = progress
         if error is not None:
             update["error"] = error
+        if outputs is not None:
+            update["outputs"] = outputs
         self.calls.append(("update", update))
         error = self.update_errors.get((task_id, attempt))
         if error is not None and not self.down:
@@ -215,6 +228,8 @@ def make_service(clock, master, spawner, settings):
             "rand": lambda: 0.5, "spawn": spawner,
             "environ": dict(AGENT_ENVIRON),
             "now": lambda: datetime(2024, 5, 1, 12, tzinfo=timezone.utc),
+            "find_software": lambda settings, environ, os_name: {},
+            "describe_jobtypes": lambda: [CommandJobType.describe()],
         }
         options.update(overrides)
         return AgentService(agent_settings or settings, **options)
@@ -242,3 +257,78 @@ def make_assignment():
         }
 
     return make
+
+
+# -- job types ---------------------------------------------------------------
+
+
+def job_assignment(jobtype, data, frames=(1,), by=1, environ=None,
+                   pathmaps=None, requirements=None, job_id=9):
+    """Return an assignment of ``frames`` of a ``jobtype`` job."""
+    job = {"id": job_id, "title": "shot 010", "jobtype": jobtype,
+           "jobtype_version": 1, "data": data, "environ": environ or {},
+           "cpus": 1, "ram": 0, "by": by}
+    if pathmaps is not None:
+        job["pathmaps"] = pathmaps
+    if requirements is not None:
+        job["software_requirements"] = requirements
+    return {"id": "a-9", "job": job,
+            "tasks": [{"id": 500 + index, "frame": frame, "attempt": 1}
+                      for index, frame in enumerate(frames)]}
+
+
+def inventory(software, *found):
+    """Return an agent inventory with ``found`` ``(path, version)`` of
+    ``software``, as the agent's discovery makes it."""
+    return {software: Discovery(software, [
+        Installation(software, path, version, "config")
+        for path, version in found], ["the test's inventory"])}
+
+
+def executable(path, body):
+    """Write a Python script ``body`` at ``path``, runnable; return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{sys.executable}\n{body}", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def install_fake(name, path):
+    """Copy the fake ``name`` to ``path`` (runnable, with this Python)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (FAKES / name).read_text(encoding="utf-8")
+    if text.startswith("#!"):
+        text = text.split("\n", 1)[1]
+        executable(path, text)
+    else:
+        shutil.copyfile(FAKES / name, path)
+    return path
+
+
+def run_fake(argv, mode="ok", **options):
+    """Run ``argv`` (a fake) with ``PYFARM_FAKE_MODE``; return the result."""
+    env = dict(os.environ, PYFARM_FAKE_MODE=mode)
+    return subprocess.run([str(arg) for arg in argv], env=env,
+                          capture_output=True, text=True, timeout=60,
+                          check=False, **options)
+
+
+def feed(jobtype, text):
+    """Pass ``text`` line by line to ``jobtype``; return the events."""
+    events = []
+    for line in text.splitlines():
+        events += jobtype.parse_line(line) or []
+    return events
+
+
+@pytest.fixture
+def kit():
+    """Helpers of the job type tests: ``kit.assignment(...)``,
+    ``kit.inventory(...)``, ``kit.executable(...)``,
+    ``kit.install_fake(...)``, ``kit.run_fake(...)``, ``kit.feed(...)``."""
+    return SimpleNamespace(
+        assignment=job_assignment, inventory=inventory,
+        executable=executable, install_fake=install_fake,
+        run_fake=run_fake, feed=feed, fakes=FAKES)

@@ -66,13 +66,65 @@ def test_status_shows_the_id_with_a_stale_pid_file(tmp_path, capsys):
     assert "id: abc" in out and "master: http://m:5000" in out
 
 
-def test_a_pid_of_another_program_is_not_the_agent(tmp_path):
-    (tmp_path / "agent.pid").write_text(f"{os.getppid()}\n")
-    parent = " ".join(psutil.Process(os.getppid()).cmdline())
-    expected = os.getppid() if "pyfarm" in parent else None
-    assert running_pid(tmp_path / "agent.pid") == expected
+@pytest.fixture
+def program():
+    """Start a program with the given arguments; return its pid."""
+    started = []
+
+    def start(*args):
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()", *args],
+            stdin=subprocess.PIPE)
+        started.append(process)
+        return process.pid
+
+    yield start
+    for process in started:
+        process.stdin.close()  # it reads to the end of its input and ends
+        process.wait(timeout=30)
+
+
+def test_a_pid_reused_by_the_master_is_not_the_agent(tmp_path, program):
+    # The agent died and left its pid file; the master, on the same host,
+    # got the pid: "stop" must not send it SIGTERM.
+    (tmp_path / "agent.pid").write_text(f"{program('pyfarm-master')}\n")
+    assert running_pid(tmp_path / "agent.pid") is None
     (tmp_path / "agent.pid").write_text("garbage")
     assert running_pid(tmp_path / "agent.pid") is None
+
+
+@pytest.mark.parametrize("command", [("pyfarm-agent", "start"),
+                                     ("-m", "pyfarm.agent.cli", "start")])
+def test_a_running_agent_is_recognised(tmp_path, program, command):
+    pid = program(*command)
+    (tmp_path / "agent.pid").write_text(f"{pid}\n")
+    assert running_pid(tmp_path / "agent.pid") == pid
+
+
+def test_the_pid_file_is_removed_however_the_agent_was_started(
+        tmp_path, monkeypatch):
+    # A studio's own launcher script: no "pyfarm" in the command line.
+    monkeypatch.setattr(psutil.Process, "cmdline",
+                        lambda self: ["python", "/studio/bin/render-node"])
+    seen = []
+    monkeypatch.setattr(
+        "pyfarm.agent.cli.run", lambda settings, on_started: seen.append(
+            (tmp_path / "agent.pid").read_text()))
+    assert main(["start", "--no-daemon", "--master", "http://m:5000",
+                 "--token", "t", "--data-dir", str(tmp_path)]) == 0
+    assert seen == [f"{os.getpid()}\n"]
+    assert not (tmp_path / "agent.pid").exists()
+
+
+def test_stop_when_the_agent_ends_meanwhile(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("pyfarm.agent.cli.running_pid", lambda path: 4242)
+
+    def kill(pid, sig):
+        raise ProcessLookupError(pid)
+
+    monkeypatch.setattr("pyfarm.agent.cli.os.kill", kill)
+    assert main(["stop", "--data-dir", str(tmp_path)]) == 0
+    assert "not running" in capsys.readouterr().out
 
 
 def test_stop_when_not_running(tmp_path, capsys):

@@ -80,9 +80,28 @@ def test_not_required_for_stop_and_status():
     ("PYFARM_AGENT_CPUS", "many", ["agent_cpus", "whole number"]),
     ("PYFARM_AGENT_CPUS", "0", ["agent_cpus", "at least 1"]),
     ("PYFARM_AGENT_SOFTWARE", "blender", ["agent_software", "name=version"]),
+    ("PYFARM_AGENT_EXECUTABLES", "/opt/blender/blender",
+     ["agent_executables", "name=path"]),
+    ("PYFARM_AGENT_EXECUTABLES", "maya:2024=", ["agent_executables"]),
 ])
 def test_bad_values_name_the_setting(variable, value, words):
     with pytest.raises(ConfigError) as raised:
         load(dict(REQUIRED, **{variable: value}))
     for word in words:
         assert word in str(raised.value)
+
+
+def test_executables_with_and_without_a_version(tmp_path):
+    settings = load(dict(REQUIRED, PYFARM_AGENT_EXECUTABLES=(
+        "blender=/opt/blender-4.2/blender, maya:2024.2=/usr/autodesk/"
+        "maya2024/bin/Render,blender=~/b/blender")))
+    assert settings.executables == (
+        ("blender", None, "/opt/blender-4.2/blender"),
+        ("maya", "2024.2", "/usr/autodesk/maya2024/bin/Render"),
+        ("blender", None, str(Path("~/b/blender").expanduser())))
+    path = tmp_path / "pyfarm.toml"
+    path.write_text('[agent]\nexecutables = ["nuke:15.0.4=C:\\\\Nuke'
+                    '15.0v4\\\\Nuke15.0.exe"]\n')
+    assert load(REQUIRED, files=[path]).executables == (
+        ("nuke", "15.0.4", "C:\\Nuke15.0v4\\Nuke15.0.exe"),)
+    assert load(REQUIRED).executables == ()

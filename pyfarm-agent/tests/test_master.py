@@ -123,11 +123,13 @@ def test_update_task_puts_only_the_fields_given():
     async def scenario(client):
         await client.update_task(AGENT, 7, 2, "running")
         await client.update_task(AGENT, 7, 2, "running", progress=0.5)
+        await client.update_task(AGENT, 7, 2, "done",
+                                 outputs=["/out/a.0001.exr"])
         return await client.update_task(AGENT, 7, 2, "failed",
                                          error="exit code 1")
 
     answer = {"task": 7, "attempt": 2, "state": "queued"}
-    result, requests = run_scenario(scenario, [(200, {})] * 2 + [
+    result, requests = run_scenario(scenario, [(200, {})] * 3 + [
         (200, answer)])
     assert result == answer
     assert {(r["method"], r["path"]) for r in requests} == {
@@ -135,6 +137,7 @@ def test_update_task_puts_only_the_fields_given():
     assert [r["json"] for r in requests] == [
         {"attempt": 2, "state": "running"},
         {"attempt": 2, "state": "running", "progress": 0.5},
+        {"attempt": 2, "state": "done", "outputs": ["/out/a.0001.exr"]},
         {"attempt": 2, "state": "failed", "error": "exit code 1"}]
 
 

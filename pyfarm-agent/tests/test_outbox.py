@@ -184,3 +184,48 @@ def test_pause_stops_retries(clock, master, tmp_path):
     outbox.pause()
     clock.advance(100)
     assert len(master.of("update")) == 1
+
+
+def test_an_error_in_on_result_does_not_stop_deliveries(clock, master,
+                                                        tmp_path):
+    results = []
+
+    def on_result(result, item, detail):
+        results.append(item["task"])
+        if len(results) == 1:
+            raise RuntimeError("a bug in on_result")
+
+    outbox = Outbox(clock, master, "agent-1", tmp_path / "outbox.json",
+                    RetryPolicy(), lambda: 0.5, on_result=on_result)
+    outbox.put(update(1, "done"))
+    outbox.put(update(2, "done"))
+    fired = []
+    outbox.drained().addCallback(fired.append)
+    outbox.resume()
+    assert sent(master) == [(1, "done"), (2, "done")]
+    assert results == [1, 2]
+    assert fired == [None]
+    assert len(outbox) == 0
+
+
+def test_running_and_progress_reports_cost_no_disk_write(
+        clock, master, tmp_path, monkeypatch):
+    # Only final updates are read back after a restart; saving the others
+    # would fsync on the reactor's thread for nothing.
+    syncs = []
+    monkeypatch.setattr("pyfarm.agent.outbox.os.fsync", syncs.append)
+    outbox = make(clock, master, tmp_path)
+    outbox.resume()
+    master.down = True
+    outbox.put(update(1, "running"))
+    outbox.put(update(1, "running", progress=0.5))
+    master.down = False
+    clock.advance(0.75)
+    assert sent(master)[-1] == (1, "running")
+    assert syncs == []
+    assert not (tmp_path / "outbox.json").exists()
+    master.down = True
+    outbox.put(update(1, "done"))
+    assert len(syncs) == 1
+    assert json.loads((tmp_path / "outbox.json").read_text()) == [
+        update(1, "done")]

@@ -173,3 +173,37 @@ def test_the_service_runs_a_real_command_end_to_end(tmp_path):
     first_done = next(i for i, (name, args) in enumerate(report["calls"])
                       if name == "update" and args["state"] == "done")
     assert last_log < first_done
+
+
+class FakeTreeProcess:
+    """A psutil.Process stand-in that ignores SIGTERM."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+
+def test_kill_tree_reads_the_process_table_once_a_second(monkeypatch):
+    # Finding the children reads every process of the machine; doing it
+    # every 0.1 s would hold the reactor on a busy node.
+    scans, checks = [], []
+    tree = [FakeTreeProcess(10), FakeTreeProcess(11)]
+
+    def process_tree(pid):
+        scans.append(clock.seconds())
+        return tree
+
+    def alive(process):
+        checks.append(clock.seconds())
+        return True
+
+    monkeypatch.setattr("pyfarm.agent.process.process_tree", process_tree)
+    monkeypatch.setattr("pyfarm.agent.process.alive", alive)
+    monkeypatch.setattr("pyfarm.agent.process._signal",
+                        lambda processes, how: None)
+    clock = task.Clock()
+    killed = []
+    kill_tree(clock, 10, 10).addCallback(killed.append)
+    clock.pump([0.1] * 101)
+    assert killed == [[10, 11]]
+    assert len(checks) >= 2 * 100  # both processes, every poll
+    assert len(scans) <= 12  # the first read, once a second, the deadline

@@ -13,6 +13,7 @@ from pyfarm.agent.jobtypes import FrameDone, Progress
 from pyfarm.agent.jobtypes.command import CommandJobType
 from pyfarm.agent.master import Conflict, NotFound
 from pyfarm.agent.process import SpawnError
+from pyfarm.agent.software import Discovery, Installation
 
 
 def updates(master):
@@ -43,8 +44,8 @@ class FrameJobType(CommandJobType):
         return []
 
 
-def frame_jobtype(assignment, environ):
-    return FrameJobType(assignment, environ=environ)
+def frame_jobtype(assignment, **options):
+    return FrameJobType(assignment, **options)
 
 
 # -- registration ---------------------------------------------------------
@@ -60,10 +61,62 @@ def test_registers_with_what_the_machine_is(make_service, master, settings):
         "disks": [{"path": "/", "total": 1000, "free": 500}],
         "tags": ["fast"],
         "software": [{"software": "blender", "version": "4.0.2"}],
+        "jobtypes": [CommandJobType.describe()],
         "version": "0.1.0"}]
     assert str(uuid.UUID(service.agent_id)) == service.agent_id
     assert (settings.data_dir / "agent_id").read_text().strip() == \
         service.agent_id
+
+
+def test_registers_the_software_it_found_and_its_job_types(
+        make_service, master, settings):
+    found = Discovery("maya", [
+        Installation("maya", "/usr/autodesk/maya2024/bin/Render", "2024",
+                     "install folder"),
+        Installation("maya", "/opt/maya/bin/Render", None, "config")])
+    seen = {}
+
+    def find_software(agent_settings, environ, os_name):
+        seen.update(settings=agent_settings, environ=environ, os=os_name)
+        return {"maya": found}
+
+    described = [{"name": "maya", "description": "Render Maya scenes.",
+                  "parameters": {"type": "object"}, "software": "maya"}]
+    service = make_service(find_software=find_software,
+                           describe_jobtypes=lambda: described)
+    service.startService()
+    [info] = master.of("register")
+    assert info["software"] == [{"software": "blender", "version": "4.0.2"},
+                                {"software": "maya", "version": "2024"}]
+    assert info["jobtypes"] == described
+    assert seen == {"settings": settings, "environ": service.environ,
+                    "os": "linux"}
+    assert service.installed == {"maya": found}
+
+
+def test_the_real_job_types_are_registered(make_service, master):
+    service = make_service(describe_jobtypes=None)
+    service.startService()
+    [info] = master.of("register")
+    assert [item["name"] for item in info["jobtypes"]] == [
+        "blender", "command", "ffmpeg", "houdini", "maya", "nuke"]
+
+
+def test_looking_for_software_may_fail_without_stopping_the_agent(
+        make_service, master, caplog):
+    def broken(*args):
+        raise RuntimeError("a job type's bug")
+
+    def broken_describe():
+        raise RuntimeError("another bug")
+
+    service = make_service(find_software=broken,
+                           describe_jobtypes=broken_describe)
+    service.startService()
+    [info] = master.of("register")
+    assert info["software"] == [{"software": "blender", "version": "4.0.2"}]
+    assert info["jobtypes"] == []
+    assert "looking for software failed" in caplog.text
 
 
 def test_offers_the_cpus_and_ram_it_is_told(make_service, master, settings):
@@ -229,6 +282,97 @@ def test_reports_frames_as_the_job_type_sees_them_end(
     assert master.of("sync")[-1]["running"] == [(102, 1)]
     process.exit(0)
     assert updates(master)[2:] == [(101, "done"), (102, "done")]
+
+
+class WritingJobType(FrameJobType):
+    """Frame N wrote /out/N.exr and /out/N_alpha.exr."""
+
+    def outputs(self, frame):
+        if frame == 2:
+            raise RuntimeError("a bug listing outputs")
+        return [f"/out/{frame}.exr", f"/out/{frame}_alpha.exr", 5,
+                "x" * 5000]
+
+
+def test_done_frames_report_the_files_they_wrote(make_service, master,
+                                                  clock, spawner,
+                                                  make_assignment):
+    started(make_service, clock, master,
+            [make_assignment(frames=(1, 2, 3))],
+            build_jobtype=lambda assignment, **options: WritingJobType(
+                assignment, **options))
+    [process] = spawner.processes
+    process.output(b"done 1\n")
+    process.exit(0)
+    done = [u for u in master.of("update") if u["state"] == "done"]
+    assert done == [
+        {"task": 101, "attempt": 1, "state": "done",
+         "outputs": ["/out/1.exr", "/out/1_alpha.exr"]},
+        {"task": 102, "attempt": 1, "state": "done"},
+        {"task": 103, "attempt": 1, "state": "done",
+         "outputs": ["/out/3.exr", "/out/3_alpha.exr"]}]
+
+
+def test_failed_frames_report_no_outputs(make_service, master, clock,
+                                         spawner, make_assignment):
+    started(make_service, clock, master, [make_assignment(frames=(1,))],
+            build_jobtype=lambda assignment, **options: WritingJobType(
+                assignment, **options))
+    spawner.processes[0].exit(1)
+    [failed] = [u for u in master.of("update") if u["state"] == "failed"]
+    assert "outputs" not in failed
+
+
+def renderer_assignment(make_assignment, data, **job):
+    assignment = make_assignment(frames=(1, 2))
+    assignment["job"].update(jobtype="blender", data=data, **job)
+    return assignment
+
+
+def test_a_missing_renderer_fails_the_frames_saying_where_it_looked(
+        make_service, master, clock, spawner, make_assignment):
+    empty = Discovery("blender", [], ["PATH (/usr/bin:/bin) for blender",
+                                      "/opt/blender*/blender"])
+    started(make_service, clock, master, [renderer_assignment(
+        make_assignment, {"scene": "/shows/a.blend"})],
+        find_software=lambda *args: {"blender": empty})
+    assert spawner.processes == []
+    failed = [u for u in master.of("update") if u["state"] == "failed"]
+    assert [u["task"] for u in failed] == [101, 102]
+    assert failed[0]["error"] == (
+        "blender not found on this agent (looked in: PATH (/usr/bin:/bin) "
+        "for blender; /opt/blender*/blender)")
+
+
+def test_a_renderer_runs_with_the_jobs_paths_mapped_and_its_version(
+        make_service, master, clock, spawner, make_assignment):
+    inventory = {"blender": Discovery("blender", [
+        Installation("blender", "/usr/bin/blender", "3.4.1", "PATH"),
+        Installation("blender", "/opt/blender-4.1/blender", "4.1.1",
+                     "install folder")])}
+    started(make_service, clock, master, [renderer_assignment(
+        make_assignment, {"scene": "P:\\show\\a.blend",
+                          "output": "P:\\show\\out\\a_####"},
+        pathmaps=[{"linux": "/mnt/show", "windows": "P:\\show",
+                   "mac": None}],
+        software_requirements=[{"software": "blender",
+                                "min_version": "4.0",
+                                "max_version": None}])],
+        find_software=lambda *args: inventory)
+    [process] = spawner.processes
+    assert process.argv == [
+        "/opt/blender-4.1/blender", "-b", "/mnt/show/a.blend", "-o",
+        "/mnt/show/out/a_####", "-s", "1", "-e", "2", "-j", "1", "-a"]
+    process.output(b"Fra:1 Mem:1M | Sample 1/1\n"
+                   b"Saved: '/mnt/show/out/a_0001.png'\n")
+    process.output(b"Error: Render error (No space left on device)\n")
+    process.exit(0)
+    assert [(u["task"], u["state"], u.get("outputs"))
+            for u in master.of("update") if u["state"] != "running"] == [
+        (101, "done", ["/mnt/show/out/a_0001.png"]), (102, "failed", None)]
+    assert master.of("update")[-1]["error"].startswith(
+        "the output reports an error: Error: Render error (No space left "
+        "on device) (exit code 0); last lines of output:")
 
 
 def test_a_parser_bug_does_not_break_the_run(make_service, master, clock,
@@ -504,3 +648,156 @@ def test_writes_its_status_for_the_status_command(make_service, settings):
     assert status["id"] == service.agent_id
     assert status["master"] == "http://master:5000"
     assert status["registered_at"] == "2024-05-01T12:00:00+00:00"
+
+
+# -- errors that must not stop the agent -------------------------------------
+
+
+def test_a_status_file_that_cannot_be_written_does_not_stop_syncing(
+        make_service, master, clock, settings):
+    # A full disk: registering again (after a 404) cannot record its time.
+    service = make_service()
+    service.startService()
+    clock.advance(0)
+    (settings.data_dir / "status.json.tmp").mkdir()
+    master.sync_answers.append(NotFound("no agent", 404))
+    clock.advance(5)
+    assert master.names()[-3:] == ["sync", "register", "sync"]
+    syncs = master.names().count("sync")
+    clock.pump([5] * 3)
+    assert service.registered
+    assert master.names().count("sync") == syncs + 3
+
+
+class FlakySysinfo:
+    """A machine whose free memory cannot be read once."""
+
+    def __init__(self, fail_on):
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def collect(self):
+        return {"hostname": "node1", "os": "linux", "os_version": "Test 1",
+                "cpus": 4, "ram": 8192, "free_ram": 6000}
+
+    def free_ram(self):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("cannot read /proc/meminfo")
+        return 6000
+
+
+def test_an_error_reading_free_memory_does_not_stop_syncing(
+        make_service, master, clock):
+    service = make_service(sysinfo=FlakySysinfo(fail_on=3))
+    service.startService()  # free_ram call 1: register
+    clock.advance(0)  # call 2: first sync
+    clock.advance(5)  # call 3 fails: the sync goes without it
+    clock.pump([5] * 3)
+    assert [sync["free_ram"] for sync in master.of("sync")] == [
+        6000, None, 6000, 6000, 6000]
+
+
+def test_an_error_reading_free_memory_does_not_stop_registering(
+        make_service, master, clock):
+    service = make_service(sysinfo=FlakySysinfo(fail_on=1))
+    service.startService()
+    clock.advance(0)
+    assert service.registered
+    assert master.of("register")[0]["free_ram"] == 0
+
+
+class NumbersInArgv(CommandJobType):
+    """A job type of a studio that returns numbers in its argv."""
+
+    def argv(self):
+        return ["render", "-s", self.start, "-e", self.end]
+
+
+def test_a_job_type_may_return_numbers_in_its_argv(
+        make_service, master, clock, spawner, make_assignment):
+    service = started(
+        make_service, clock, master, [make_assignment(frames=(3, 4))],
+        build_jobtype=lambda assignment, **options: NumbersInArgv(
+            assignment, **options))
+    [process] = spawner.processes
+    assert process.argv == ["render", "-s", "3", "-e", "4"]
+    process.exit(0)
+    assert "render -s 3 -e 4\n" in master.log_text("a1")
+    assert updates(master)[2:] == [(101, "done"), (102, "done")]
+    assert service.held() == set()
+
+
+class StringArgv(CommandJobType):
+    """A job type that returns a command line instead of a list."""
+
+    def argv(self):
+        return "render -s 1"
+
+
+def test_a_job_type_whose_argv_is_not_a_list_fails_its_tasks(
+        make_service, master, clock, spawner, make_assignment):
+    started(make_service, clock, master, [make_assignment()],
+            build_jobtype=lambda assignment, **options: StringArgv(
+                assignment, **options))
+    assert spawner.processes == []
+    [update] = master.of("update")
+    assert update["state"] == "failed"
+    assert "argv() must return a list" in update["error"]
+
+
+class LongError(CommandJobType):
+    """A job type whose failure message is far too long for the master."""
+
+    def error_message(self, status, lines):
+        return "E" * 100 + "x" * 100_000 + "the cause"
+
+
+def test_a_long_error_is_cut_to_what_the_master_takes(
+        make_service, master, clock, spawner, make_assignment):
+    started(make_service, clock, master, [make_assignment()],
+            build_jobtype=lambda assignment, **options: LongError(
+                assignment, **options))
+    spawner.processes[0].exit(1)
+    [failed] = [u for u in master.of("update") if u["state"] == "failed"]
+    assert len(failed["error"]) == 4000
+    assert failed["error"].startswith("E" * 100)
+    assert failed["error"].endswith("the cause")
+
+
+def test_progress_that_is_not_a_number_is_not_reported(
+        make_service, master, clock, spawner, make_assignment):
+    started(make_service, clock, master, [make_assignment()],
+            build_jobtype=frame_jobtype)
+    spawner.processes[0].output(b"progress nan\n")
+    clock.advance(5)
+    spawner.processes[0].output(b"progress 0.5\n")
+    assert [u.get("progress") for u in master.of("update")] == [None, 0.5]
+
+
+# -- pacing -------------------------------------------------------------------
+
+
+def test_work_that_fails_at_once_is_asked_for_at_the_masters_pace(
+        make_service, master, clock, spawner, make_assignment):
+    # A node without the renderer: every assignment fails at once.
+    spawner.error = SpawnError("cannot run 'render': not found on PATH")
+    master.sync_answers.extend(
+        {"assignments": [make_assignment(f"a{n}", first_task=100 * n)]}
+        for n in range(1, 20))
+    make_service().startService()
+    clock.pump([0] * 10)
+    assert len(master.of("sync")) == 1
+    assert len(master.of("update")) == 1
+    clock.advance(5)
+    assert len(master.of("sync")) == 2
+    assert len(master.of("update")) == 2
+
+
+def test_done_work_is_followed_by_a_sync_at_once(
+        make_service, master, clock, spawner, make_assignment):
+    started(make_service, clock, master, [make_assignment()])
+    spawner.processes[0].exit(0)
+    syncs = len(master.of("sync"))
+    clock.advance(0)
+    assert len(master.of("sync")) == syncs + 1

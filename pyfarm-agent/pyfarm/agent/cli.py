@@ -36,6 +36,11 @@ logger = getLogger("agent.cli")
 #: Exit status of ``status`` when the agent does not run (as in LSB).
 NOT_RUNNING = 3
 
+#: Words in the command line of a running agent (``pyfarm-agent start``
+#: or ``python -m pyfarm.agent.cli``); "pyfarm" alone would also match the
+#: master, which may have reused the pid of a dead agent on its host.
+AGENT_COMMANDS = ("pyfarm-agent", "pyfarm.agent")
+
 
 def build_parser():
     """Return the argument parser of ``pyfarm-agent``."""
@@ -86,11 +91,18 @@ def settings_for(args, require):
     return load_settings(overrides, require=require)
 
 
+def pid_in(pid_file):
+    """Return the pid written in ``pid_file`` or None."""
+    try:
+        return int(pid_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
 def running_pid(pid_file):
     """Return the pid of the agent recorded in ``pid_file`` if it runs."""
-    try:
-        pid = int(pid_file.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
+    pid = pid_in(pid_file)
+    if pid is None:
         return None
     try:
         process = psutil.Process(pid)
@@ -101,7 +113,9 @@ def running_pid(pid_file):
         return pid  # another user's process: it is there, trust the file
     except psutil.Error:
         return None
-    return pid if "pyfarm" in command else None  # else a reused pid
+    if any(word in command for word in AGENT_COMMANDS):
+        return pid
+    return None  # a pid a dead agent left, reused by another program
 
 
 def daemonize(log_file):
@@ -194,8 +208,8 @@ def cmd_start(args):
                     settings.data_dir)
         run(settings, on_started=started)
     finally:
-        if running_pid(settings.pid_file) == os.getpid():
-            settings.pid_file.unlink()
+        if pid_in(settings.pid_file) == os.getpid():  # not another agent's
+            settings.pid_file.unlink(missing_ok=True)
     logger.info("pyfarm-agent stopped")
 
 
@@ -228,7 +242,11 @@ def cmd_stop(args):
     if pid is None:
         print("pyfarm-agent is not running")
         return 0
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it ended since we looked
+        print("pyfarm-agent is not running")
+        return 0
     if not wait_for_exit(pid, args.timeout):
         raise AgentError(f"the agent (pid {pid}) still runs "
                          f"{args.timeout:g} s after SIGTERM")

@@ -13,13 +13,20 @@ agent_cpus         PYFARM_AGENT_CPUS        ``--cpus``       all CPUs
 agent_ram          PYFARM_AGENT_RAM         ``--ram``        all RAM (MB)
 agent_tags         PYFARM_AGENT_TAGS        ``--tags a,b``   none
 agent_software     PYFARM_AGENT_SOFTWARE                     none
+agent_executables  PYFARM_AGENT_EXECUTABLES                  none
 agent_data_dir     PYFARM_AGENT_DATA_DIR    ``--data-dir``   see below
 agent_kill_grace   PYFARM_AGENT_KILL_GRACE                   10 (seconds)
 =================  =======================  ===============  =============
 
 ``agent_software`` lists what the node can run as ``name=version``
-(``blender=4.0.2,maya=2024``). The data directory defaults to
-``$XDG_DATA_HOME/pyfarm/agent`` (``~/.local/share/pyfarm/agent``).
+(``blender=4.0.2,maya=2024``), on top of what the agent finds itself.
+``agent_executables`` names programs the job types should use, looked at
+before the ``PATH`` and the vendors' install folders, as ``name=path``
+or, to give the version instead of letting the agent find it,
+``name:version=path`` (``blender=/opt/blender-4.2/blender,
+maya:2024.2=/usr/autodesk/maya2024/bin/Render``); a name may appear more
+than once. The data directory defaults to ``$XDG_DATA_HOME/pyfarm/agent``
+(``~/.local/share/pyfarm/agent``).
 """
 
 import os
@@ -35,6 +42,7 @@ DEFAULTS = {
     "agent_ram": None,
     "agent_tags": None,
     "agent_software": None,
+    "agent_executables": None,
     "agent_data_dir": None,
     "agent_kill_grace": 10,
 }
@@ -67,6 +75,7 @@ class AgentSettings:
     ram: int | None
     tags: tuple = ()
     software: tuple = ()
+    executables: tuple = ()
     data_dir: Path = Path(".")
     kill_grace: float = 10.0
 
@@ -117,6 +126,24 @@ def parse_software(items):
     return tuple(software)
 
 
+def parse_executables(items):
+    """Turn ``["maya:2024=/usr/.../Render"]`` into ``(("maya", "2024",
+    "/usr/.../Render"),)``; the version is None when not given."""
+    executables = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        name, _, version = name.partition(":")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(
+                f"setting 'agent_executables' "
+                f"({env_name('agent_executables')}) takes name=path or "
+                f"name:version=path items such as "
+                f"blender=/opt/blender-4.2/blender, got {item!r}")
+        executables.append((name.strip(), version.strip() or None,
+                            os.path.expanduser(path.strip())))
+    return tuple(executables)
+
+
 def load_settings(overrides=None, environ=None, files=None, require=True):
     """Read :class:`AgentSettings` from defaults, files, env, ``overrides``.
 
@@ -143,6 +170,7 @@ def load_settings(overrides=None, environ=None, files=None, require=True):
         ram=config.get_int("agent_ram", minimum=1),
         tags=tuple(config.get_list("agent_tags")),
         software=parse_software(config.get_list("agent_software")),
+        executables=parse_executables(config.get_list("agent_executables")),
         data_dir=data_dir,
         kill_grace=config.get_float("agent_kill_grace", minimum=0),
     )

@@ -212,13 +212,18 @@ class MasterClient:
                          for task, attempt in running]})
 
     def update_task(self, agent_id, task_id, attempt, state, progress=None,
-                    error=None):
-        """PUT /agents/<id>/tasks/<task>: report a task's state."""
+                    error=None, outputs=None):
+        """PUT /agents/<id>/tasks/<task>: report a task's state.
+
+        ``outputs`` lists the files a frame wrote (with a "done").
+        """
         payload = {"attempt": attempt, "state": state}
         if progress is not None:
             payload["progress"] = float(progress)
         if error is not None:
             payload["error"] = error
+        if outputs:
+            payload["outputs"] = list(outputs)
         return self.request(
             "PUT", f"/agents/{agent_id}/tasks/{task_id}", payload)
 

@@ -2,10 +2,14 @@
 Task updates the master has not acknowledged yet, delivered in order.
 
 The :class:`Outbox` keeps every update (``{"task", "attempt", "state",
-"progress"?, "error"?}``) in a list, saved to a JSON file on every change,
-and sends them one at a time, oldest first. While the master is away it
-retries with backoff and jitter; a master restart loses nothing, and an
-agent restart loses no final state either (the file is read back).
+"progress"?, "error"?, "outputs"?}``) in a list and sends them one at a
+time, oldest first. The list is saved to a JSON file whenever a final
+update joins or leaves it: only those are read back after a restart, so
+"running" and progress reports cost no disk write (an fsync on the
+reactor's thread).
+While the master is away it retries with backoff and jitter; a master
+restart loses nothing, and an agent restart loses no final state either
+(the file is read back).
 
 An update may wait for a log: ``"log": [assignment_id, size]`` holds it
 back until the first ``size`` bytes of that log reached the master, so a
@@ -111,7 +115,8 @@ class Outbox:
         if update["state"] == "running" and self._merge_progress(update):
             return
         self.items.append(dict(update))
-        self.save()
+        if update["state"] in FINAL:
+            self.save()
         self.kick()
 
     def _merge_progress(self, update):
@@ -123,7 +128,6 @@ class Outbox:
                 return True  # the attempt is over: progress means nothing
             if update.get("progress") is not None:
                 item["progress"] = update["progress"]
-                self.save()
             return True
         return False
 
@@ -163,25 +167,29 @@ class Outbox:
         if not self.gate(head):
             return  # the log it waits for calls kick() when it moves on
         self._in_flight = head
+        extra = {"outputs": head["outputs"]} if head.get("outputs") else {}
         d = self.client.update_task(
             self.agent_id, head["task"], head["attempt"], head["state"],
-            progress=head.get("progress"), error=head.get("error"))
+            progress=head.get("progress"), error=head.get("error"), **extra)
         d.addCallbacks(self._delivered, self._failed,
                        callbackArgs=(head,), errbackArgs=(head,))
-        d.addErrback(self._bug)
+        d.addErrback(self._bug, head)
 
     def _done_with(self, head, result, detail):
         self._in_flight = None
         if self.items and self.items[0] is head:
             self.items.pop(0)
-            self.save()
+            if head["state"] in FINAL:
+                self.save()
         self.failures = 0
-        self.on_result(result, head, detail)
-        if not self.items:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-        self.kick()
+        try:
+            self.on_result(result, head, detail)
+        finally:  # an error in on_result must not stop the deliveries
+            if not self.items:
+                waiters, self._waiters = self._waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+            self.kick()
 
     def _delivered(self, answer, head):
         logger.debug("task %s attempt %s: %s delivered", head["task"],
@@ -218,8 +226,16 @@ class Outbox:
         self._retry = None
         self.kick()
 
-    def _bug(self, failure):
-        # A bug in on_result or the gate must not stop deliveries forever.
+    def _bug(self, failure, head):
+        # A bug in on_result or the gate must not stop deliveries forever:
+        # log it and try again later (with backoff, in case it repeats).
         logger.error("outbox: unexpected error: %s",
                      failure.getTraceback())
-        self._in_flight = None
+        if self._in_flight is head:
+            self._in_flight = None
+        if self._in_flight is not None or self.paused or \
+                self._retry is not None or not self.items:
+            return
+        self.failures += 1
+        self._retry = self.reactor.callLater(
+            self.policy.delay(self.failures, self.rand), self._retry_now)

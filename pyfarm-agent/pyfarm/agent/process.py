@@ -33,6 +33,12 @@ OUTPUT_GRACE = 5.0
 #: Seconds between two checks whether a killed tree is gone.
 KILL_POLL = 0.1
 
+#: Seconds between two looks for children a killed tree started meanwhile.
+#: Finding them reads every process of the machine (psutil), which takes
+#: tens of milliseconds on a busy node: too much for every poll on the
+#: reactor's thread.
+KILL_RESCAN = 1.0
+
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
@@ -245,11 +251,13 @@ def _signal(processes, how):
             logger.warning("may not %s pid %s", how, process.pid)
 
 
-def kill_tree(reactor, pid, grace, poll=KILL_POLL):
+def kill_tree(reactor, pid, grace, poll=KILL_POLL, rescan=KILL_RESCAN):
     """Terminate ``pid`` and its descendants; SIGKILL them after ``grace``.
 
     The tree is read before the first signal, since orphans lose their
-    parent link. Fires with the pids that needed SIGKILL.
+    parent link, and again every ``rescan`` seconds and at the deadline
+    for children started meanwhile; between those only the known
+    processes are checked. Fires with the pids that needed SIGKILL.
     """
     tree = process_tree(pid)
     if not tree:
@@ -259,15 +267,19 @@ def kill_tree(reactor, pid, grace, poll=KILL_POLL):
     done = defer.Deferred()
     deadline = reactor.seconds() + grace
     known = {process.pid: process for process in tree}
+    scanned = [reactor.seconds()]
 
     def check():
         """Signal again or finish: is anything of the tree left?"""
-        for process in process_tree(pid):  # children started meanwhile
-            known.setdefault(process.pid, process)
+        now = reactor.seconds()
+        if now - scanned[0] >= rescan or now >= deadline:
+            scanned[0] = now
+            for process in process_tree(pid):  # children started meanwhile
+                known.setdefault(process.pid, process)
         living = [process for process in known.values() if alive(process)]
         if not living:
             done.callback([])
-        elif reactor.seconds() >= deadline:
+        elif now >= deadline:
             logger.warning("killing pids %s: still alive %g s after "
                            "SIGTERM", [p.pid for p in living], grace)
             _signal(living, "kill")

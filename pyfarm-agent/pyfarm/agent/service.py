@@ -9,9 +9,12 @@ the job type factory are all passed in, so tests drive it with
 The loop:
 
 1. Start: read (or create) the agent's UUID in ``data_dir/agent_id``;
+   find the renderers this node has (:mod:`pyfarm.agent.software`);
    deliver the final task states a previous run could not (they wait in
    ``data_dir/outbox.json``); then register, retrying with backoff and
-   jitter until the master answers.
+   jitter until the master answers. Registration says what the machine
+   is, which software versions it has and which job types it runs (with
+   the JSON Schema of each one's ``data``).
 2. Sync every ``sync_interval`` seconds (the master's answer sets it),
    telling the master the ``(task, attempt)`` pairs held; the answer
    brings assignments to start and pairs to cancel. A 404 means the master
@@ -20,17 +23,21 @@ The loop:
    once as the agent's cpus and ram allow: report every task "running",
    stream the output to the assignment's log, report a frame "done" when
    the job type sees it finish, and at the end "done" for the rest, or
-   "failed" with the exit status and the last lines of output. A final
-   state is sent only once the log before it reached the master.
+   "failed" with the reason, the exit status and the last lines of
+   output. A "done" carries the files the frame wrote (``outputs``). A
+   final state is sent only once the log before it reached the master.
 4. Task updates go through the :class:`~pyfarm.agent.outbox.Outbox`, in
    order, retried while the master is away (a successful sync cuts a long
    backoff short). A 409 or 404 for an update, or a "cancel" from sync,
    of a task still open kills the assignment's process tree; its tasks
    are dropped without a report (the master requeues them as lost). Once
-   the final states are acknowledged the agent syncs at once for work.
+   the final states are acknowledged the agent syncs at once for work if
+   the last of them was "done" (after a failure it keeps the master's
+   pace).
 """
 
 import json
+import math
 import os
 import random
 import shlex
@@ -43,12 +50,13 @@ from twisted.internet import defer
 
 from pyfarm.agent import __version__, jobtypes
 from pyfarm.agent import process as process_module
+from pyfarm.agent import software as software_module
 from pyfarm.agent import sysinfo as sysinfo_module
 from pyfarm.agent.errors import AgentError
 from pyfarm.agent.jobtypes import FrameDone, JobTypeError, Progress
 from pyfarm.agent.logs import LogStream
 from pyfarm.agent.master import MasterClient, NotFound
-from pyfarm.agent.outbox import FINAL, Outbox
+from pyfarm.agent.outbox import Outbox
 from pyfarm.agent.process import SpawnError
 from pyfarm.agent.retry import RetryPolicy
 from pyfarm.core.framerange import compact
@@ -73,6 +81,27 @@ PROGRESS_INTERVAL = 5.0
 
 #: Lines of output kept for the failure message.
 TAIL_LINES = jobtypes.ERROR_LINES
+
+#: The longest output path reported (longer ones are left out).
+MAX_OUTPUT_PATH = 4096
+
+
+def installed_software(settings, environ, os_name):
+    """Return the software inventory of the installed job types."""
+    return jobtypes.find_software(settings.executables, environ, os_name)
+
+
+def clip(text, limit=jobtypes.MAX_ERROR):
+    """Return ``text`` cut to ``limit`` characters, keeping head and tail.
+
+    The master refuses a longer error (400), and a refused final update
+    would be dropped: the frame would come back as lost, again and again.
+    """
+    if len(text) <= limit:
+        return text
+    marker = "\n...\n"
+    head = min(200, (limit - len(marker)) // 2)
+    return text[:head] + marker + text[-(limit - len(marker) - head):]
 
 
 def load_agent_id(path):
@@ -165,7 +194,8 @@ class AgentService(service.MultiService):
     def __init__(self, settings, reactor, client=None, sysinfo=None,
                  rand=None, spawn=None, build_jobtype=None, policy=None,
                  environ=None, now=None,
-                 progress_interval=PROGRESS_INTERVAL):
+                 progress_interval=PROGRESS_INTERVAL, find_software=None,
+                 describe_jobtypes=None):
         super().__init__()
         self.settings = settings
         self.reactor = reactor
@@ -178,6 +208,11 @@ class AgentService(service.MultiService):
         self.environ = os.environ if environ is None else environ
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.progress_interval = progress_interval
+        self.find_software = find_software or installed_software
+        self.describe_jobtypes = describe_jobtypes or \
+            jobtypes.describe_installed
+        self.installed = {}
+        self.jobtype_info = []
         self.agent_id = None
         self.info = {}
         self.cpus = self.ram = None
@@ -208,6 +243,7 @@ class AgentService(service.MultiService):
         self.info = self.sysinfo.collect()
         self.cpus = self.settings.cpus or self.info["cpus"]
         self.ram = self.settings.ram or self.info["ram"]
+        self.look_for_software()
         if self.client is None:
             self.client = MasterClient(
                 self.reactor, self.settings.master_url, self.settings.token)
@@ -255,13 +291,47 @@ class AgentService(service.MultiService):
         return d
 
     def write_status(self, **changes):
-        """Record for ``pyfarm-agent status`` who and where this agent is."""
+        """Record for ``pyfarm-agent status`` who and where this agent is.
+
+        A failure (disk full) is logged and otherwise ignored: the file is
+        only for people, and the agent's work must go on without it.
+        """
         self._status.update(changes)
         path = self.settings.data_dir / "status.json"
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(self._status, indent=2),
-                             encoding="utf-8")
-        os.replace(temporary, path)
+        try:
+            temporary.write_text(json.dumps(self._status, indent=2),
+                                 encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError as error:
+            logger.warning("cannot write %s: %s", path, error)
+
+    def look_for_software(self):
+        """Find the renderers and describe the job types of this agent.
+
+        A failure is logged: the agent still runs what needs no software.
+        """
+        try:
+            self.installed = self.find_software(
+                self.settings, self.environ, self.info["os"])
+        except Exception:  # a job type's bug must not stop the agent
+            logger.exception("looking for software failed")
+            self.installed = {}
+        try:
+            self.jobtype_info = list(self.describe_jobtypes())
+        except Exception:  # a job type's bug must not stop the agent
+            logger.exception("describing the job types failed")
+            self.jobtype_info = []
+        logger.info("job types: %s", ", ".join(
+            item["name"] for item in self.jobtype_info) or "none")
+
+    def free_ram(self):
+        """Return the free memory in MB, or None when it cannot be read."""
+        try:
+            return self.sysinfo.free_ram()
+        except Exception:  # psutil's errors vary by platform; report None
+            logger.exception("cannot read the free memory")
+            return None
 
     # -- registration --------------------------------------------------
 
@@ -274,12 +344,13 @@ class AgentService(service.MultiService):
             "os_version": self.info["os_version"],
             "cpus": self.cpus,
             "ram": self.ram,
-            "free_ram": self.sysinfo.free_ram(),
+            "free_ram": self.free_ram() or 0,
             "gpus": self.info.get("gpus") or [],
             "disks": self.info.get("disks") or [],
             "tags": list(self.settings.tags),
-            "software": [{"software": name, "version": version}
-                         for name, version in self.settings.software],
+            "software": software_module.report(self.installed,
+                                               self.settings.software),
+            "jobtypes": self.jobtype_info,
             "version": __version__,
         }
 
@@ -287,7 +358,10 @@ class AgentService(service.MultiService):
         self._register_call = None
         if self.stopping:
             return
-        d = self.client.register(self.registration())
+        # maybeDeferred: an error building the request must end in the
+        # errback (and a retry), not stop registering for good.
+        d = defer.maybeDeferred(
+            lambda: self.client.register(self.registration()))
         d.addCallbacks(self._registered, self._register_failed)
         d.addErrback(self._register_bug)
 
@@ -320,11 +394,16 @@ class AgentService(service.MultiService):
         self._register_call = self.reactor.callLater(delay, self._register)
 
     def _register_bug(self, failure):
-        # A bug while handling the answer must not end registration.
+        # A bug while handling the answer must not end registration, nor
+        # leave a registered agent without deliveries and syncs.
         logger.error("registering: unexpected error: %s",
                      failure.getTraceback())
-        if not self.registered and self._register_call is None:
-            self._register_failed(failure)
+        if not self.registered:
+            if self._register_call is None:
+                self._register_failed(failure)
+        elif not self.stopping:
+            self.outbox.resume()
+            self.sync_soon()
 
     def _apply_answer(self, body):
         interval = body.get("sync_interval")
@@ -372,8 +451,10 @@ class AgentService(service.MultiService):
             return
         self._sync_in_flight = True
         self._sync_again = False
-        d = self.client.sync(self.agent_id, self.sysinfo.free_ram(),
-                             sorted(self.held()))
+        # maybeDeferred: an error building the request must reach the
+        # errback, or _sync_in_flight would stay set and sync never again.
+        d = defer.maybeDeferred(lambda: self.client.sync(
+            self.agent_id, self.free_ram(), sorted(self.held())))
         d.addCallbacks(self._synced, self._sync_failed)
         d.addErrback(self._sync_bug)
 
@@ -400,8 +481,10 @@ class AgentService(service.MultiService):
             logger.warning("the master does not know this agent (404); "
                            "registering again")
             self.registered = False
-            self._release_all("the master forgot this agent")
-            self._register()
+            try:
+                self._release_all("the master forgot this agent")
+            finally:  # whatever happens, register again
+                self._register()
             return
         self._sync_failures += 1
         delay = max(self.sync_interval, min(
@@ -458,9 +541,14 @@ class AgentService(service.MultiService):
                             on_progress=self.outbox.kick)
         self.logs[run.id] = run.log
         try:
-            run.jobtype = self.build_jobtype(run.assignment,
-                                             environ=self.environ)
+            run.jobtype = self.build_jobtype(
+                run.assignment, environ=self.environ,
+                installed=self.installed, os_name=self.info.get("os"))
             argv = run.jobtype.argv()
+            if not isinstance(argv, (list, tuple)):
+                raise JobTypeError(f"{type(run.jobtype).__name__}.argv() "
+                                   f"must return a list, got {argv!r}")
+            argv = [str(arg) for arg in argv]  # spawn and shlex want str
             environ = run.jobtype.environ()
             cwd = run.jobtype.cwd
         except JobTypeError as error:
@@ -525,7 +613,10 @@ class AgentService(service.MultiService):
             else run.task_for_frame(event.frame)
         if task is None or task.state != "running":
             return
-        task.progress = min(max(float(event.value), 0.0), 1.0)
+        value = float(event.value)
+        if math.isnan(value):  # the master refuses it (and JSON has no NaN)
+            return
+        task.progress = min(max(value, 0.0), 1.0)
         now = self.reactor.seconds()
         if task.progress_sent_at is not None and \
                 now - task.progress_sent_at < self.progress_interval:
@@ -538,13 +629,31 @@ class AgentService(service.MultiService):
         task.state = state
         update = {"task": task.id, "attempt": task.attempt, "state": state}
         if error is not None:  # the master refuses NUL characters
-            update["error"] = str(error).replace("\x00", "\ufffd")
+            update["error"] = clip(str(error).replace("\x00", "\ufffd"))
+        if state == "done":
+            outputs = self._outputs(run, task)
+            if outputs:
+                update["outputs"] = outputs
         if run.log is not None and not run.log.finished:
             update["log"] = [run.id, run.log.written]
             run.log.want(run.log.written)
         logger.info("task %s (frame %s) attempt %s: %s", task.id,
                     task.frame, task.attempt, state)
         self.outbox.put(update)
+
+    def _outputs(self, run, task):
+        """Return the files the job type says ``task``'s frame wrote."""
+        if run.jobtype is None:
+            return []
+        try:
+            paths = run.jobtype.outputs(task.frame) or []
+        except Exception:  # a job type's bug costs the list, not the frame
+            logger.exception("%s: listing the outputs of frame %s failed",
+                             run.describe(), task.frame)
+            return []
+        return [path for path in paths[:jobtypes.MAX_OUTPUTS]
+                if isinstance(path, str) and path and "\x00" not in path
+                and len(path) <= MAX_OUTPUT_PATH]
 
     def _ended(self, status, run):
         elapsed = self.reactor.seconds() - run.started_at
@@ -638,6 +747,10 @@ class AgentService(service.MultiService):
         if result in ("conflict", "gone"):
             self._drop(update["task"], update["attempt"],
                        "the master refused its update")
-        if update["state"] in FINAL and not self.outbox.final_pairs():
+        # Ask for work at once after frames were done; after a failure wait
+        # for the master's interval, so that work failing at once (a
+        # missing renderer) does not turn into a loop as fast as the master
+        # can answer.
+        if update["state"] == "done" and not self.outbox.final_pairs():
             self.sync_soon()
 

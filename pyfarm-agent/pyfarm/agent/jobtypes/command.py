@@ -8,13 +8,23 @@ are replaced by the assignment's frames; other braces are left alone.
 Exit code 0 means success.
 """
 
-from pyfarm.agent.jobtypes import JobType, JobTypeError
+from pyfarm.agent.jobtypes import JobType, JobTypeError, schema, string
 
 
 class CommandJobType(JobType):
-    """Run ``data["argv"]`` once for the assignment's frames."""
+    """Run any program once for the assignment's frames."""
 
     name = "command"
+    parameters = schema({
+        "argv": {
+            "type": "array", "minItems": 1,
+            "items": {"type": "string"},
+            "description": "The program and its arguments; {start}, {end}, "
+                           "{by} and {frame} are replaced by the "
+                           "assignment's frames.",
+        },
+        "cwd": string("The folder to run in. Absent: the agent's."),
+    }, required=["argv"])
 
     def fields(self):
         """Return the placeholders and what replaces them."""
