@@ -207,7 +207,8 @@ def test_round_trip_sync_run_done(registered):
     assert first["job"] == {
         "id": job_id, "title": "shot 10", "jobtype": "command",
         "jobtype_version": 1, "data": {"command": "render"}, "environ": {},
-        "cpus": 1, "ram": 0, "by": 1}
+        "cpus": 1, "ram": 0, "by": 1, "software_requirements": [],
+        "pathmaps": []}
     assert [t["frame"] for t in first["tasks"]] == [1, 2]
     assert [t["frame"] for t in second["tasks"]] == [3]
     running = [{"task": t["id"], "attempt": t["attempt"]}

@@ -49,8 +49,9 @@ def test_jobtypes_list_has_the_seeded_command_type(alice):
     (command,) = body["jobtypes"]
     assert command["name"] == "command"
     assert command["parameters"]["required"] == ["argv"]
+    assert command["software"] is None
     assert set(command) == {"id", "name", "description", "parameters",
-                            "created_at"}
+                            "software", "created_at"}
 
 
 def test_admin_creates_a_jobtype(admin, alice, session):

@@ -81,7 +81,8 @@ def test_list_tasks_by_frame(alice, job):
     assert set(first) == {
         "id", "job", "frame", "state", "agent", "attempt", "failures",
         "progress", "last_error", "created_at", "assigned_at",
-        "started_at", "finished_at"}
+        "started_at", "finished_at", "outputs"}
+    assert first["outputs"] == []
 
 
 def test_list_tasks_filtered_and_paged(alice, bob, job, session):

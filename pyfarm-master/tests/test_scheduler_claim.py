@@ -77,7 +77,8 @@ def test_claim_takes_lowest_frames_and_records_the_attempt(session,
     assert assignment["job"] == {
         "id": job.id, "title": "job", "jobtype": "command",
         "jobtype_version": 1, "data": {"command": "true"},
-        "environ": {"A": "1"}, "cpus": 1, "ram": 0, "by": 1}
+        "environ": {"A": "1"}, "cpus": 1, "ram": 0, "by": 1,
+        "software_requirements": [], "pathmaps": []}
     assert [t["frame"] for t in assignment["tasks"]] == [1, 2]
     assert [t["attempt"] for t in assignment["tasks"]] == [1, 1]
     tasks = session.execute(select(Task).where(Task.frame <= 2)

@@ -28,6 +28,7 @@ def _load_views():
 
 
 #: Modules holding API views; each registers routes on ``api``.
-VIEW_MODULES = ("jobs", "tasks", "agents", "agent_protocol", "catalog")
+VIEW_MODULES = ("jobs", "tasks", "agents", "agent_protocol", "catalog",
+                "pathmaps")
 
 _load_views()

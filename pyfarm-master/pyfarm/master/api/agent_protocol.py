@@ -12,10 +12,10 @@ An agent token may act only for the agents its user registered.
 """
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from flask import current_app, g, jsonify, request
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
 from pyfarm.core.enums import OperatingSystem, Role
 from pyfarm.master.api import api
@@ -96,6 +96,23 @@ class InstalledSoftware(Strict):
     version: CatalogName("version")
 
 
+class ReportedJobType(Strict):
+    """A job type installed on the agent (its parameters are a JSON
+    Schema of the jobs' ``data``, checked by the service)."""
+
+    name: CatalogName("jobtype")
+    description: Text(65536) = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    software: CatalogName("software") | None = None
+
+
+#: Most job types one registration may report.
+MAX_JOBTYPES = 1000
+#: Most files a task update may list, and the longest path.
+MAX_OUTPUTS = 1000
+MAX_OUTPUT_PATH = 4096
+
+
 class Registration(Strict):
     """Body of ``POST /api/v1/agents/``."""
 
@@ -111,6 +128,18 @@ class Registration(Strict):
     tags: list[CatalogName("tag")] = []
     software: list[InstalledSoftware] = []
     version: Text(32) = ""
+    jobtypes: Annotated[list[ReportedJobType],
+                        Field(max_length=MAX_JOBTYPES)] = []
+
+    @field_validator("jobtypes")
+    @classmethod
+    def _one_per_name(cls, jobtypes):
+        seen = set()
+        for item in jobtypes:
+            if item.name in seen:
+                raise ValueError(f"names the job type {item.name!r} twice")
+            seen.add(item.name)
+        return jobtypes
 
 
 class Held(Strict):
@@ -134,6 +163,8 @@ class TaskUpdate(Strict):
     state: Literal["running", "done", "failed"]
     progress: Annotated[float, Field(ge=0, le=1)] | None = None
     error: Text(65536) | None = None
+    outputs: Annotated[list[Text(MAX_OUTPUT_PATH, 1)],
+                       Field(max_length=MAX_OUTPUTS)] | None = None
 
 
 class LogChunk(Strict):
@@ -182,7 +213,7 @@ def agent_task_update(agent_id, task_id):
     agent = agent_service.get_agent(db.session, g.user, agent_id)
     answer = task_service.report_task(
         db.session, agent.id, task_id, body.attempt, body.state, utcnow(),
-        progress=body.progress, error=body.error)
+        progress=body.progress, error=body.error, outputs=body.outputs)
     db.session.commit()
     return jsonify(answer)
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from pyfarm.core.enums import ACTIVE_TASK_STATES, AgentState, Role
 from pyfarm.master.api import api
 from pyfarm.master.api.common import arg, get_or_404, iso, page_of, pagination
-from pyfarm.master.api.serialize import task_to_dict
+from pyfarm.master.api.serialize import tasks_to_dicts
 from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db, utcnow
 from pyfarm.master.errors import BadRequest
@@ -83,7 +83,7 @@ def agent_detail(session, agent):
         .order_by(TaskAttempt.assigned_at.desc(), TaskAttempt.id.desc())
         .limit(RECENT_ATTEMPTS))
     return {**agent_to_dict(agent),
-            "tasks": [task_to_dict(task) for task in tasks],
+            "tasks": tasks_to_dicts(session, tasks),
             "recent_attempts": [recent_attempt_to_dict(*row)
                                 for row in attempts]}
 

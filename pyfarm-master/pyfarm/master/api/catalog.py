@@ -40,6 +40,7 @@ def jobtype_json(jobtype):
     return {"id": jobtype.id, "name": jobtype.name,
             "description": jobtype.description,
             "parameters": jobtype.parameters,
+            "software": jobtype.software,
             "created_at": iso(jobtype.created_at)}
 
 
@@ -94,6 +95,7 @@ class JobTypeIn(Strict):
     name: str
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=dict)
+    software: str | None = None
 
 
 @api.get("/jobtypes/")
@@ -110,7 +112,7 @@ def create_jobtype():
     body = parse(JobTypeIn, json_body())
     jobtype = catalog.create_jobtype(
         db.session, body.name, utcnow(), description=body.description,
-        parameters=body.parameters)
+        parameters=body.parameters, software=body.software)
     return created(jobtype_json(jobtype),
                    url_for("api.get_jobtype", name=jobtype.name))
 

@@ -6,11 +6,18 @@ every field is written out here on purpose, so a new column never leaks
 into the API by accident.
 """
 
+from sqlalchemy import and_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from pyfarm.core.enums import WorkState
 from pyfarm.master.api.common import iso
-from pyfarm.master.models import Job, JobSoftwareRequirement, JobTagRequirement
+from pyfarm.master.models import (
+    Job,
+    JobSoftwareRequirement,
+    JobTagRequirement,
+    Task,
+    TaskAttempt,
+)
 from pyfarm.master.services.rollup import task_counts
 
 #: Loader options that fetch everything :func:`job_to_dict` reads with a
@@ -97,8 +104,9 @@ def job_json(session, job):
     return jobs_to_dicts(session, [job])[0]
 
 
-def task_to_dict(task):
-    """Return the JSON of ``task``."""
+def task_to_dict(task, outputs=None):
+    """Return the JSON of ``task``; ``outputs`` are the files its current
+    attempt wrote (see :func:`current_outputs`)."""
     return {
         "id": task.id,
         "job": task.job_id,
@@ -113,7 +121,36 @@ def task_to_dict(task):
         "assigned_at": iso(task.assigned_at),
         "started_at": iso(task.started_at),
         "finished_at": iso(task.finished_at),
+        "outputs": list(outputs or ()),
     }
+
+
+def current_outputs(session, tasks):
+    """Return ``{task id: [paths]}``: the files the current attempt of
+    each ``done`` task wrote, in one query whatever the number of tasks.
+
+    Tasks that are not done have none (a task queued again by a rerun
+    does not show the files of the attempt before).
+    """
+    done = [task.id for task in tasks if task.state == WorkState.DONE]
+    if not done:
+        return {}
+    # A join rather than "(task_id, attempt) IN (pairs)": SQLite scans
+    # every attempt for a list of pairs, but looks each one up in the
+    # unique index from the task's row.
+    rows = session.execute(
+        select(TaskAttempt.task_id, TaskAttempt.outputs)
+        .join(Task, and_(Task.id == TaskAttempt.task_id,
+                         Task.attempt == TaskAttempt.attempt))
+        .where(Task.id.in_(done)))
+    return {row.task_id: row.outputs or [] for row in rows}
+
+
+def tasks_to_dicts(session, tasks):
+    """Return the JSON of ``tasks`` with their outputs (one query)."""
+    tasks = list(tasks)
+    outputs = current_outputs(session, tasks)
+    return [task_to_dict(task, outputs.get(task.id)) for task in tasks]
 
 
 def attempt_to_dict(attempt, size):

@@ -23,7 +23,7 @@ from pyfarm.master.api.common import (
     page_of,
     pagination,
 )
-from pyfarm.master.api.serialize import attempt_to_dict, task_to_dict
+from pyfarm.master.api.serialize import attempt_to_dict, tasks_to_dicts
 from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db
 from pyfarm.master.errors import NotFound
@@ -50,7 +50,7 @@ def task_list(job_id):
         Task.frame, Task.tile, Task.id)
     count = select(func.count()).select_from(Task).where(*where)
     tasks, total = page_of(db.session, query, count, page, per_page)
-    return jsonify({"tasks": [task_to_dict(task) for task in tasks],
+    return jsonify({"tasks": tasks_to_dicts(db.session, tasks),
                     "total": total, "page": page, "per_page": per_page})
 
 
@@ -67,7 +67,8 @@ def task_of_job(job_id, task_id):
 @require_roles(*PEOPLE)
 def task_get(job_id, task_id):
     """Return one task."""
-    return jsonify(task_to_dict(task_of_job(job_id, task_id)))
+    return jsonify(tasks_to_dicts(
+        db.session, [task_of_job(job_id, task_id)])[0])
 
 
 @api.get("/jobs/<int:job_id>/tasks/<int:task_id>/logs/")

@@ -8,6 +8,7 @@ from pyfarm.master.models.agent import Agent, AgentJobFailure
 from pyfarm.master.models.catalog import (
     JobQueue,
     JobType,
+    PathMap,
     Software,
     SoftwareVersion,
     Tag,
@@ -22,6 +23,6 @@ from pyfarm.master.models.user import ApiToken, User
 
 __all__ = [
     "Agent", "AgentJobFailure", "ApiToken", "Job", "JobQueue",
-    "JobSoftwareRequirement", "JobTagRequirement", "JobType", "Software",
-    "SoftwareVersion", "Tag", "Task", "TaskAttempt", "User",
+    "JobSoftwareRequirement", "JobTagRequirement", "JobType", "PathMap",
+    "Software", "SoftwareVersion", "Tag", "Task", "TaskAttempt", "User",
 ]

@@ -11,7 +11,10 @@ from pyfarm.master.db import db, utcnow
 class JobType(db.Model):
     """A kind of job the agents know how to run (``command``, ...).
 
-    ``parameters`` is a JSON Schema that a job's ``data`` must satisfy.
+    ``parameters`` is a JSON Schema that a job's ``data`` must satisfy;
+    ``software`` names the program the job type runs (informative), or is
+    None. Agents report the job types they have installed when they
+    register, which creates or updates these rows.
     """
 
     __tablename__ = "jobtypes"
@@ -20,6 +23,7 @@ class JobType(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    software: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -79,3 +83,28 @@ class SoftwareVersion(db.Model):
     version: Mapped[str] = mapped_column(String(64))
 
     software: Mapped[Software] = relationship(back_populates="versions")
+
+
+class PathMap(db.Model):
+    """One shared folder as Linux, Windows and macOS mount it.
+
+    At least two of ``linux``, ``windows`` and ``mac`` are set (a map
+    with one folder maps nothing). With ``tag_id`` the map applies only
+    to agents with that tag; without, to every agent.
+    """
+
+    __tablename__ = "path_maps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linux: Mapped[str | None] = mapped_column(String(1024))
+    windows: Mapped[str | None] = mapped_column(String(1024))
+    mac: Mapped[str | None] = mapped_column(String(1024))
+    tag_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tag: Mapped[Tag | None] = relationship()
+
+    def __repr__(self):
+        return f"<PathMap {self.id} linux={self.linux!r} " \
+               f"windows={self.windows!r} mac={self.mac!r}>"

@@ -2,7 +2,14 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pyfarm.core.enums import WorkState
@@ -61,7 +68,11 @@ class Task(db.Model):
 
 
 class TaskAttempt(db.Model):
-    """One run of a task on one agent; its log is the assignment's log."""
+    """One run of a task on one agent; its log is the assignment's log.
+
+    ``outputs`` lists the files the run wrote, as the agent reported them
+    with ``done`` (None when it reported none).
+    """
 
     __tablename__ = "task_attempts"
     __table_args__ = (
@@ -80,6 +91,7 @@ class TaskAttempt(db.Model):
     assignment_id: Mapped[str] = mapped_column(String(36))
     state: Mapped[str] = mapped_column(String(16), default=WorkState.ASSIGNED)
     error: Mapped[str | None] = mapped_column(Text)
+    outputs: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -15,7 +15,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import exists, func, insert, literal, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from pyfarm.core.enums import ACTIVE_TASK_STATES, AgentState, WorkState
 from pyfarm.core.logger import getLogger
@@ -31,6 +31,7 @@ from pyfarm.master.models import (
 )
 from pyfarm.master.models.job import job_dependencies
 from pyfarm.master.scheduler import planning
+from pyfarm.master.services.pathmaps import pathmaps_for
 
 logger = getLogger("master.scheduler")
 
@@ -39,11 +40,20 @@ CLAIMABLE_JOB_STATES = (str(WorkState.QUEUED), str(WorkState.RUNNING))
 WORKING_AGENT_STATES = (str(AgentState.ONLINE), str(AgentState.RUNNING))
 
 
-def assignment_dict(job, tasks):
+#: Loader options for what :func:`assignment_dict` reads of a job.
+ASSIGNMENT_JOB_OPTIONS = (
+    joinedload(Job.jobtype),
+    selectinload(Job.software_requirements).joinedload(
+        JobSoftwareRequirement.software),
+)
+
+
+def assignment_dict(job, tasks, pathmaps=()):
     """Return the Assignment JSON for ``tasks`` of ``job``.
 
     ``tasks`` have ``id``, ``frame``, ``attempt`` and ``assignment_id``
-    attributes and belong to one assignment.
+    attributes and belong to one assignment. ``pathmaps`` are the path
+    maps (``{"linux", "windows", "mac"}``) that apply to the agent.
     """
     tasks = sorted(tasks, key=lambda task: (task.frame, task.id))
     return {
@@ -54,10 +64,36 @@ def assignment_dict(job, tasks):
             "jobtype_version": job.jobtype_version,
             "data": job.data, "environ": job.environ,
             "cpus": job.cpus, "ram": job.ram, "by": job.by,
+            "software_requirements": [
+                {"software": requirement.software.name,
+                 "min_version": requirement.min_version,
+                 "max_version": requirement.max_version}
+                for requirement in sorted(
+                    job.software_requirements,
+                    key=lambda item: item.software.name)],
+            "pathmaps": [dict(pathmap) for pathmap in pathmaps],
         },
         "tasks": [{"id": task.id, "frame": task.frame,
                    "attempt": task.attempt} for task in tasks],
     }
+
+
+def assignment_dicts(session, groups, tag_ids):
+    """Return the Assignments of ``groups``, ``(job_id, tasks)`` pairs, for
+    an agent with the tags ``tag_ids``.
+
+    A fixed number of queries whatever the number of assignments: the
+    jobs with their requirements, and the path maps once.
+    """
+    if not groups:
+        return []
+    jobs = {job.id: job for job in session.execute(
+        select(Job).options(*ASSIGNMENT_JOB_OPTIONS)
+        .where(Job.id.in_(sorted({job_id for job_id, _ in groups})))
+    ).scalars()}
+    maps = pathmaps_for(session, tag_ids)
+    return [assignment_dict(jobs[job_id], tasks, maps)
+            for job_id, tasks in groups]
 
 
 def claim_for_agent(session, agent, now, settings):
@@ -79,15 +115,15 @@ def claim_for_agent(session, agent, now, settings):
     profile = agent_profile(agent)
     jobs = candidate_jobs(session, profile, free, now, settings)
     avoid_since = failed_avoided_since(session, agent.id, now, settings)
-    assignments = []
+    groups = []
     for job in jobs:
         while planning.fits(free, job):
             won = claim_batch(session, agent.id, job, now, avoid_since)
             if not won:
                 break
-            assignments.append(assignment_dict(session.get(Job, job.id),
-                                               won))
+            groups.append((job.id, won))
             free = planning.take(free, job)
+    assignments = assignment_dicts(session, groups, profile.tag_ids)
     if assignments and state == AgentState.ONLINE:
         agent.state = AgentState.RUNNING
     if assignments:

@@ -15,14 +15,17 @@ from pyfarm.core.logger import getLogger
 from pyfarm.master.errors import Forbidden, NotFound
 from pyfarm.master.models import (
     Agent,
-    Job,
     Software,
     SoftwareVersion,
     Tag,
     Task,
 )
 from pyfarm.master.models.task import ATTEMPT_LOST
-from pyfarm.master.scheduler.claim import assignment_dict, claim_for_agent
+from pyfarm.master.scheduler.claim import assignment_dicts, claim_for_agent
+from pyfarm.master.services.catalog import (
+    check_reported_jobtypes,
+    upsert_jobtypes,
+)
 from pyfarm.master.services.tasks import dialect_insert, release_agent_tasks
 
 logger = getLogger("master.agents")
@@ -53,8 +56,13 @@ def register_agent(session, user, info, now, remote_addr=None):
 
     ``info`` is a dict with the fields of the registration request.
     Returns ``(agent, created)``. An agent registering again was
-    restarted: the tasks it held go back to the queue as "lost".
+    restarted: the tasks it held go back to the queue as "lost". The job
+    types it reports (``info["jobtypes"]``) are created or updated.
     """
+    jobtypes = info.get("jobtypes") or []
+    # Before any change, so that a bad schema changes nothing (not even
+    # the log).
+    check_reported_jobtypes(jobtypes)
     agent = session.get(Agent, info["id"], with_for_update=True,
                         populate_existing=True)
     created = False
@@ -78,6 +86,9 @@ def register_agent(session, user, info, now, remote_addr=None):
     known = {tag.name for tag in agent.tags}
     agent.tags.extend(tag for tag in tags_named(session, info.get("tags", []))
                       if tag.name not in known)
+    if jobtypes:
+        upsert_jobtypes(session, jobtypes, now, checked=True,
+                        source=f"agent {agent.id} ({agent.hostname})")
     session.flush()
     logger.info("agent %s (%s) %s", agent.id, agent.hostname,
                 "registered" if created else "registered again")
@@ -169,7 +180,7 @@ def sync_agent(session, user, agent_id, running, now, settings,
                             task_ids=lost)
         logger.warning("agent %s no longer runs tasks %s; requeued as lost",
                        agent.id, lost)
-    assignments = redelivered(session, [
+    assignments = redelivered(session, agent, [
         task for task in held if task.state == WorkState.ASSIGNED
         and (task.id, task.attempt) not in listed])
     if settings.claim_on_sync and agent.state != AgentState.DISABLED:
@@ -181,16 +192,19 @@ def sync_agent(session, user, agent_id, running, now, settings,
             "sync_interval": settings.sync_interval, "state": agent.state}
 
 
-def redelivered(session, tasks):
-    """Return Assignments for assigned ``tasks`` the agent did not list,
-    grouped by assignment and sorted by frame."""
+def redelivered(session, agent, tasks):
+    """Return Assignments for ``agent``'s assigned ``tasks`` it did not
+    list, grouped by assignment and sorted by frame."""
+    if not tasks:
+        return []
     groups = {}
     for task in tasks:
         groups.setdefault(task.assignment_id, []).append(task)
     ordered = sorted(groups.values(), key=lambda group: (
         group[0].job_id, min(task.frame for task in group)))
-    return [assignment_dict(session.get(Job, group[0].job_id), group)
-            for group in ordered]
+    return assignment_dicts(
+        session, [(group[0].job_id, group) for group in ordered],
+        [tag.id for tag in agent.tags])
 
 
 def delete_agent(session, agent_id, now):

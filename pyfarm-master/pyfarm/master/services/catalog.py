@@ -175,17 +175,96 @@ def get_jobtype(session, name):
     return jobtype
 
 
-def create_jobtype(session, name, now, description="", parameters=None):
-    """Create a job type whose jobs' ``data`` must match ``parameters``."""
+def create_jobtype(session, name, now, description="", parameters=None,
+                   software=None):
+    """Create a job type whose jobs' ``data`` must match ``parameters``.
+
+    ``software`` names the program it runs, or is None.
+    """
     name = check_name(name, "name", "jobtype")
     parameters = {} if parameters is None else parameters
     check_json_schema(parameters)
+    if software is not None:
+        software = check_name(software, "software", "software")
     if session.execute(select(JobType.id).where(JobType.name == name)) \
             .first() or not _insert_once(session, JobType(
                 name=name, description=description or "",
-                parameters=parameters, created_at=now)):
+                parameters=parameters, software=software, created_at=now)):
         raise Conflict(f"a job type named {name!r} already exists")
     return get_jobtype(session, name)
+
+
+#: The fields of a job type an agent reports, as they are stored.
+REPORTED_JOBTYPE_FIELDS = ("description", "parameters", "software")
+
+
+def check_reported_jobtypes(reported, field="jobtypes"):
+    """Raise :class:`BadRequest` unless every job type an agent reported
+    has a valid ``parameters`` schema; the message names
+    ``jobtypes[<index>].parameters``.
+
+    ``reported`` is a list of dicts with ``name``, ``description``,
+    ``parameters`` and ``software``, whose names and types were checked.
+    """
+    for index, item in enumerate(reported):
+        check_json_schema(item["parameters"],
+                          f"{field}[{index}].parameters")
+
+
+def upsert_jobtypes(session, reported, now, source="an agent",
+                    checked=False):
+    """Create the job types in ``reported`` that are new, and update the
+    description, parameters and software of those that changed.
+
+    ``reported`` is checked as by :func:`check_reported_jobtypes` unless
+    ``checked`` says it was. ``source`` says who reported them, for the
+    log. Rows are locked only when they change, in name order (two agents
+    registering at once cannot deadlock). Returns the job type rows in
+    name order.
+    """
+    if not checked:
+        check_reported_jobtypes(reported)
+    rows = []
+    for item in sorted(reported, key=lambda item: item["name"]):
+        values = {field: item[field] for field in REPORTED_JOBTYPE_FIELDS}
+        query = select(JobType).where(JobType.name == item["name"])
+        row = session.execute(query).scalar()
+        if row is None and _insert_once(session, JobType(
+                name=item["name"], created_at=now, **values)):
+            logger.info("job type %r added, reported by %s", item["name"],
+                        source)
+            rows.append(session.execute(query).scalar_one())
+            continue
+        if row is None or _jobtype_differs(row, values):
+            # Read it again under the lock: another agent may have just
+            # made the same change.
+            row = session.execute(
+                query.with_for_update()
+                .execution_options(populate_existing=True)).scalar_one()
+            _update_jobtype(row, values, source)
+        rows.append(row)
+    session.flush()
+    return rows
+
+
+def _jobtype_differs(row, values):
+    return any(getattr(row, field) != value
+               for field, value in values.items())
+
+
+def _update_jobtype(row, values, source):
+    """Apply reported ``values`` to the job type ``row``; log changes."""
+    if not _jobtype_differs(row, values):
+        return
+    if row.parameters != values["parameters"]:
+        logger.info("job type %r: the parameters schema changed, reported "
+                    "by %s; jobs submitted from now on are checked "
+                    "against the new one", row.name, source)
+    if row.software != values["software"]:
+        logger.info("job type %r: software %r -> %r, reported by %s",
+                    row.name, row.software, values["software"], source)
+    for field, value in values.items():
+        setattr(row, field, value)
 
 
 # -- software ------------------------------------------------------------

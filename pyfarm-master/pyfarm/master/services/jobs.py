@@ -7,6 +7,7 @@ FOR UPDATE`` on PostgreSQL) so that a concurrent roll-up from an agent's
 task update cannot undo a pause or a cancel.
 """
 
+import re
 from typing import Annotated, Any
 
 from jsonschema import Draft202012Validator
@@ -321,7 +322,35 @@ def _describe_data_error(error):
                    if name not in error.instance]
         if missing:
             return f"field {data_path(path + missing[:1])!r} is required"
+    if error.validator == "additionalProperties" \
+            and error.validator_value is False \
+            and isinstance(error.instance, dict):
+        unknown = _unknown_properties(error.schema, error.instance)
+        if unknown:
+            names = ", ".join(repr(data_path(path + [name]))
+                              for name in unknown)
+            return f"unknown field {names}"
     return f"field {data_path(path)!r}: {error.message}"
+
+
+def _unknown_properties(schema, instance):
+    """Return the keys of ``instance`` that neither ``properties`` nor
+    ``patternProperties`` of ``schema`` allow."""
+    known = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    unknown = []
+    for name in instance:
+        if name in known:
+            continue
+        try:
+            if any(re.search(pattern, name) for pattern in patterns):
+                continue
+        except re.error:
+            # jsonschema compiles ECMA-262 patterns; one Python cannot
+            # read leaves the field unnamed (the generic message stays).
+            return []
+        unknown.append(name)
+    return unknown
 
 
 def data_path(parts):

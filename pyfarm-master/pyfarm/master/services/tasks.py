@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pyfarm.core.enums import ACTIVE_TASK_STATES, WorkState
 from pyfarm.core.logger import getLogger
-from pyfarm.master.errors import Conflict, NotFound
+from pyfarm.master.errors import BadRequest, Conflict, NotFound
 from pyfarm.master.models import AgentJobFailure, Job, Task, TaskAttempt
 from pyfarm.master.models.task import ATTEMPT_CANCELLED, ATTEMPT_LOST
 from pyfarm.master.services.rollup import lock_jobs, rollup_job, rollup_jobs
@@ -50,14 +50,19 @@ def dialect_insert(session, model):
 
 
 def report_task(session, agent_id, task_id, attempt, state, now,
-                progress=None, error=None):
+                progress=None, error=None, outputs=None):
     """Apply an agent's update of one task; return the answer's body.
 
-    Raises :class:`NotFound` for an unknown task and :class:`Conflict`
+    ``outputs`` lists the files a ``done`` attempt wrote; it is stored on
+    the attempt. Raises :class:`BadRequest` for ``outputs`` with another
+    state, :class:`NotFound` for an unknown task and :class:`Conflict`
     when ``attempt`` is not this agent's current attempt of the task.
     """
     if state not in REPORTABLE_STATES:
         raise ValueError(f"cannot report state {state!r}")
+    if outputs is not None and state != WorkState.DONE:
+        raise BadRequest(f"field 'outputs' goes only with the state "
+                         f"'done', not {state!r}")
     if state in ENDING_STATES:
         # The job before the task (see the rollup module): two tasks of
         # the job ending at once must roll it up one after the other.
@@ -84,6 +89,8 @@ def report_task(session, agent_id, task_id, attempt, state, now,
         raise Conflict(f"attempt {attempt} of task {task_id} is not current "
                        f"(the task is at attempt {task.attempt}); stop that "
                        f"process")
+    if outputs is not None:
+        row.outputs = list(outputs)
     APPLY[state](session, task, row, now, progress, error)
     task.updated_at = now
     return _answer(task, attempt)
