@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 import sqlalchemy as sa
 
@@ -115,14 +116,17 @@ class Farm:
         except requests.ConnectionError:
             return False
 
-    def start_agent(self, name, cpus=1, tags=None):
-        """Start an agent in the foreground mode; return its process."""
+    def start_agent(self, name, cpus=1, tags=None, env=None):
+        """Start an agent in the foreground mode; return its process.
+
+        ``env`` adds environment variables (agent settings) for it.
+        """
         argv = ["pyfarm-agent", "start", "--no-daemon", "--master", self.url,
                 "--token", self.agent_token, "--cpus", str(cpus),
                 "--data-dir", str(self.root / name)]
         if tags:
             argv += ["--tags", ",".join(tags)]
-        return self.spawn(name, *argv)
+        return self.spawn(name, *argv, env=dict(self.env, **(env or {})))
 
     def agents(self):
         """Return the agents the master knows, by hostname-independent id."""
@@ -188,3 +192,32 @@ def postgres_database():
 
     url = sa.engine.make_url(POSTGRES_SERVER).set(database=name)
     return url.render_as_string(hide_password=False), drop
+
+
+def running_farm(request, tmp_path_factory, backend, agents=2,
+                 agent_env=None):
+    """Start a farm on ``backend``, yield it, stop it (dumping the
+    processes' output when a test of the module failed)."""
+    root = tmp_path_factory.mktemp(f"farm-{backend}")
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{root / 'pyfarm.sqlite'}"
+    else:
+        try:
+            url, drop = postgres_database()
+        except NoPostgres as error:
+            pytest.skip(str(error))
+    farm = Farm(root, url)
+    failed_before = request.session.testsfailed
+    try:
+        farm.start_master()
+        for number in range(agents):
+            farm.start_agent(f"agent-{'abcdefgh'[number]}", env=agent_env)
+        farm.wait_for_agents(agents)
+        yield farm
+    finally:
+        if request.session.testsfailed > failed_before:
+            farm.dump_logs()
+        farm.stop()
+        if drop:
+            drop()
