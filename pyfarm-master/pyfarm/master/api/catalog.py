@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from pyfarm.core.enums import Role
 from pyfarm.master.api import api
-from pyfarm.master.api.common import iso, page_of, pagination
+from pyfarm.master.api.common import created, iso, page_of, pagination
 from pyfarm.master.auth import PEOPLE, require_roles
 from pyfarm.master.db import db, utcnow
 from pyfarm.master.models import JobQueue, JobType, Software, Tag
@@ -76,14 +76,6 @@ def listing(plural, model, to_json, *options):
     return jsonify({plural: [to_json(row) for row in rows], "total": total,
                     "page": page, "per_page": per_page})
 
-
-def created(body, location):
-    """Commit and answer 201 with ``body`` and a ``Location`` header."""
-    db.session.commit()
-    response = jsonify(body)
-    response.status_code = 201
-    response.headers["Location"] = location
-    return response
 
 
 # -- job types -----------------------------------------------------------

@@ -1,7 +1,8 @@
 """Helpers shared by the API views: timestamps, pagination, lookups."""
 
-from flask import request
+from flask import jsonify, request
 
+from pyfarm.master.db import db
 from pyfarm.master.errors import BadRequest, NotFound
 from pyfarm.master.validation import MAX_INT, query_int
 
@@ -56,3 +57,12 @@ def choice_arg(name, allowed):
             f"query argument {name!r} must be one of "
             f"{', '.join(sorted(allowed))}, got {value!r}")
     return value
+
+
+def created(body, location):
+    """Commit and answer 201 with ``body`` and a ``Location`` header."""
+    db.session.commit()
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = location
+    return response

@@ -22,6 +22,7 @@ from pyfarm.master.api import api
 from pyfarm.master.api.common import (
     arg,
     choice_arg,
+    created,
     get_or_404,
     page_of,
     pagination,
@@ -50,12 +51,8 @@ def job_submit():
     """Submit a job; answer 201 with its JSON and its Location."""
     spec = parse(service.JobSpec, json_body())
     job = service.submit_job(db.session, g.user, spec, utcnow())
-    body = job_json(db.session, job)
-    db.session.commit()
-    response = jsonify(body)
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.job_get", job_id=job.id)
-    return response
+    return created(job_json(db.session, job),
+                   url_for("api.job_get", job_id=job.id))
 
 
 @api.get("/jobs/")
