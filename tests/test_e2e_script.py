@@ -21,7 +21,8 @@ def test_farm_script_runs_a_job_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = dict(os.environ, PYFARM_PORT=str(port),
                PYFARM_FARM_DIR=str(tmp_path / "farm"),
-               PYFARM_SYNC_INTERVAL="0.5", PYFARM_SCHEDULER_INTERVAL="0.2")
+               PYFARM_SYNC_INTERVAL="0.5", PYFARM_SCHEDULER_INTERVAL="0.2",
+               PYFARM_CONFIG="", XDG_CONFIG_HOME=str(tmp_path / "config"))
     env.pop("PYFARM_DATABASE_URL", None)
     output = tmp_path / "farm.out"
     with open(output, "wb") as out:
@@ -44,15 +45,25 @@ def test_farm_script_runs_a_job_and_stops_on_ctrl_c(tmp_path):
         ).json()["jobs"][0]
         assert str(job["id"]) in answer.stdout
 
+        def get(path):
+            return requests.get(
+                f"http://127.0.0.1:{port}/api/v1/{path}",
+                headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
+
+        def report():  # what a failure message needs to be understood
+            return (f"tasks: {get('jobs/%d/tasks/' % job['id'])}\n"
+                    f"agents: {get('agents/')}\n"
+                    f"farm output:\n{output.read_text()}")
+
         def done():
-            state = requests.get(
-                f"http://127.0.0.1:{port}/api/v1/jobs/{job['id']}",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=5).json()["state"]
-            assert state not in ("failed",), output.read_text()
+            state = get("jobs/%d" % job["id"])["state"]
+            assert state != "failed", report()
             return state == "done"
 
-        wait_until(done, 90, interval=0.3, message="the example job")
+        try:
+            wait_until(done, 90, interval=0.3, message="the example job")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{report()}") from None
     finally:
         os.killpg(script.pid, signal.SIGINT)
         try:
