@@ -257,6 +257,28 @@ def test_software_requirements(session, settings):
     assert frames(claim(session, new, settings)) == [[1]]
 
 
+def test_jobs_go_only_to_agents_with_their_job_types_program(session,
+                                                             settings):
+    session.add(JobType(name="render", software="renderer", parameters={}))
+    session.commit()
+    job = make_job(session, 1, 1)
+    job.jobtype = session.execute(
+        select(JobType).where(JobType.name == "render")).scalar_one()
+    session.commit()
+    without = make_agent(session, "without")
+    # No agent has reported the program yet: nobody gets the job.
+    assert claim(session, without, settings) == []
+    renderer = Software(name="renderer")
+    session.add(renderer)
+    session.flush()
+    version = SoftwareVersion(software_id=renderer.id, version="2.0")
+    session.add(version)
+    session.commit()
+    assert claim(session, without, settings) == []
+    having = make_agent(session, "having", software=[version])
+    assert frames(claim(session, having, settings)) == [[1]]
+
+
 def test_blocklisted_agent_is_kept_off_until_forgiven(session, settings):
     job = make_job(session, 1, 2)
     agent = make_agent(session)

@@ -54,6 +54,14 @@ def test_software_requirements(software, requirements, expected):
     assert planning.meets_software(software, requirements) is expected
 
 
+def test_the_job_types_program_is_required_in_any_version():
+    assert planning.with_program([], None) == ()
+    assert planning.with_program([(2, "1", None)], 7) == (
+        (2, "1", None), (7, None, None))
+    # An explicit range for the program is kept, not widened.
+    assert planning.with_program([(7, "4.0", "4")], 7) == ((7, "4.0", "4"),)
+
+
 def test_a_version_without_numbers_matches_no_range():
     # Such versions were accepted from agents once; they must not stop
     # the scheduler with a ValueError.

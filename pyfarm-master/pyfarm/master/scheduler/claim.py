@@ -26,6 +26,8 @@ from pyfarm.master.models import (
     JobQueue,
     JobSoftwareRequirement,
     JobTagRequirement,
+    JobType,
+    Software,
     Task,
     TaskAttempt,
 )
@@ -181,23 +183,29 @@ def candidate_jobs(session, profile, free, now, settings):
     rows = session.execute(
         select(Job.id, Job.priority, Job.weight, Job.cpus, Job.ram, Job.by,
                Job.batch, Job.maximum_agents,
-               func.coalesce(JobQueue.priority, 0).label("queue_priority"))
+               func.coalesce(JobQueue.priority, 0).label("queue_priority"),
+               JobType.software.label("program"))
+        .join(JobType, JobType.id == Job.jobtype_id)
         .outerjoin(JobQueue, JobQueue.id == Job.jobqueue_id)
         .where(Job.id.in_(runnable))).all()
     if not rows:
         return []
     tags, software = requirements(session, runnable)
+    programs = software_ids(session, {row.program for row in rows})
     blocked = blocklisted_jobs(session, profile.id, now, settings)
     others = other_agents_per_job(session, profile.id, runnable)
     jobs = []
     for row in rows:
+        if row.program is not None and row.program not in programs:
+            continue  # no agent has ever reported the job type's program
         job = planning.JobCandidate(
             id=row.id, priority=row.priority,
             queue_priority=row.queue_priority, weight=row.weight,
             cpus=row.cpus, ram=row.ram, by=row.by, batch=row.batch,
             maximum_agents=row.maximum_agents,
             tag_requirements=tuple(tags.get(row.id, ())),
-            software_requirements=tuple(software.get(row.id, ())))
+            software_requirements=planning.with_program(
+                software.get(row.id, ()), programs.get(row.program)))
         if (job.id not in blocked and planning.matches(profile, job)
                 and planning.below_maximum(job.maximum_agents,
                                            others.get(job.id, 0))):
@@ -222,6 +230,16 @@ def requirements(session, job_ids):
         software.setdefault(row.job_id, []).append(
             (row.software_id, row.min_version, row.max_version))
     return tags, software
+
+
+def software_ids(session, names):
+    """Return ``{name: software id}`` for the known software in
+    ``names`` (``None`` is ignored)."""
+    names = sorted(name for name in names if name is not None)
+    if not names:
+        return {}
+    return {row.name: row.id for row in session.execute(
+        select(Software.name, Software.id).where(Software.name.in_(names)))}
 
 
 def blocklisted_jobs(session, agent_id, now, settings):

@@ -94,6 +94,22 @@ def meets_software(software, requirements):
     return True
 
 
+def with_program(requirements, program_id):
+    """Return a job's software requirements including its job type's
+    program.
+
+    ``program_id`` is the software id of the program the job type runs
+    (``JobType.software``), or ``None``. An agent without any version of
+    it cannot run the job, so the job needs one version unless one of
+    ``requirements`` already names that software with a range.
+    """
+    requirements = tuple(requirements)
+    if program_id is None or any(software_id == program_id
+                                 for software_id, _, _ in requirements):
+        return requirements
+    return requirements + ((program_id, None, None),)
+
+
 def _in_range(version, minimum, maximum):
     # A version no number can be read from (stored before registrations
     # were checked) matches no range rather than stopping the scheduler.
