@@ -4,6 +4,9 @@ Each renderer's job type has its own test module (``test_jobtype_*.py``).
 """
 
 import re
+import sys
+import types
+from importlib.metadata import EntryPoint
 
 import pytest
 
@@ -102,6 +105,28 @@ def test_loads_job_types_by_entry_point():
     assert jobtypes.load("command") is CommandJobType
     built = jobtypes.build(assignment(["x"]), environ={})
     assert isinstance(built, CommandJobType)
+
+
+class StudioMaya(JobType):
+    """A studio's own Maya job type."""
+
+
+def test_a_studio_package_replaces_the_built_in_of_its_name(monkeypatch):
+    package = types.ModuleType("studio_farm")
+    package.StudioMaya = StudioMaya
+    monkeypatch.setitem(sys.modules, "studio_farm", package)
+    studio = EntryPoint("maya", "studio_farm:StudioMaya", jobtypes.GROUP)
+    other = EntryPoint("maya", "studio_farm:Zzz", jobtypes.GROUP)
+    built_in = EntryPoint("maya", "pyfarm.agent.jobtypes.maya:MayaJobType",
+                          jobtypes.GROUP)
+    assert jobtypes.choose([built_in, other, studio]) is studio
+
+    def entry_points(group, name):
+        assert group == jobtypes.GROUP
+        return [built_in, studio] if name == "maya" else []
+
+    monkeypatch.setattr(jobtypes, "entry_points", entry_points)
+    assert jobtypes.load("maya") is StudioMaya
 
 
 def test_unknown_job_type_names_what_is_installed():

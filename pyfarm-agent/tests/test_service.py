@@ -68,6 +68,19 @@ def test_registers_with_what_the_machine_is(make_service, master, settings):
         service.agent_id
 
 
+def test_job_types_the_master_left_out_are_logged(make_service, master,
+                                                  caplog):
+    master.register_answer = dict(master.register_answer, rejected_jobtypes=[
+        {"name": "studio", "error": "field 'jobtypes[1].parameters.type' "
+                                    "is not a valid JSON Schema"}])
+    service = make_service()
+    service.startService()
+    assert service.registered
+    assert ("the master left out job type 'studio': field "
+            "'jobtypes[1].parameters.type' is not a valid JSON Schema"
+            in caplog.text)
+
+
 def test_registers_the_software_it_found_and_its_job_types(
         make_service, master, settings):
     found = Discovery("maya", [

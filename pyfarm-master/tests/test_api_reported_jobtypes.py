@@ -170,24 +170,33 @@ def test_the_job_type_software_need_not_be_installed(agent_api, session):
     ({"required": "scene"}, "jobtypes[1].parameters.required"),
     ({"$ref": "#/$defs/missing"}, "jobtypes[1].parameters"),
 ])
-def test_a_bad_schema_is_400_naming_it_and_changes_nothing(
-        agent_api, session, parameters, where):
-    message = error_of(agent_api.post(AGENTS, json=registration(
-        [blender(), {"name": "maya", "parameters": parameters}])), 400)
-    assert f"'{where}" in message
-    assert stored(session, "blender") is None
+def test_a_bad_schema_leaves_that_job_type_out_and_says_why(
+        agent_api, session, parameters, where, caplog):
+    # One studio plugin with a broken schema must not keep the agent and
+    # its other job types off the farm.
+    response = agent_api.post(AGENTS, json=registration(
+        [blender(), {"name": "maya", "parameters": parameters}]))
+    assert response.status_code == 201, response.get_json()
+    [rejected] = response.get_json()["rejected_jobtypes"]
+    assert rejected["name"] == "maya"
+    assert f"'{where}" in rejected["error"]
+    assert stored(session, "blender").parameters == BLENDER_SCHEMA
     assert stored(session, "maya") is None
-    assert session.get(Agent, AGENT_ID) is None
+    assert session.get(Agent, AGENT_ID) is not None
+    assert "job type 'maya' left out" in caplog.text
 
 
-def test_a_bad_schema_from_a_known_agent_keeps_its_tasks_and_the_types(
+def test_a_bad_schema_from_a_known_agent_keeps_the_stored_type(
         agent_api, session):
-    register(agent_api, [blender()], 201)
+    body = register(agent_api, [blender()], 201).get_json()
+    assert body["rejected_jobtypes"] == []
     response = agent_api.post(AGENTS, json=registration(
         [blender(parameters={"type": 5})], hostname="renamed"))
-    assert "'jobtypes[0].parameters.type'" in error_of(response, 400)
+    assert response.status_code == 200
+    [rejected] = response.get_json()["rejected_jobtypes"]
+    assert "'jobtypes[0].parameters.type'" in rejected["error"]
     assert stored(session, "blender").parameters == BLENDER_SCHEMA
-    assert session.get(Agent, AGENT_ID).hostname == "node1"
+    assert session.get(Agent, AGENT_ID).hostname == "renamed"
 
 
 @pytest.mark.parametrize("item, field", [

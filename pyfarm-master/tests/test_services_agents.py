@@ -67,7 +67,7 @@ def admin_user(make_user):
 
 
 def register(session, user, now=NOW, **fields):
-    agent, created = register_agent(session, user, info(**fields), now,
+    agent, created, _ = register_agent(session, user, info(**fields), now,
                                     remote_addr="10.1.2.3")
     session.commit()
     return agent, created

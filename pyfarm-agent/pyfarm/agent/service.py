@@ -372,6 +372,10 @@ class AgentService(service.MultiService):
         logger.info("registered with %s as %s (%s, sync every %g s)",
                     self.settings.master_url, self.agent_id, self.state,
                     self.sync_interval)
+        for item in body.get("rejected_jobtypes") or []:
+            logger.error("the master left out job type %r: %s (fix the "
+                         "package that provides it; the other job types "
+                         "work)", item.get("name"), item.get("error"))
         self.write_status(registered_at=self.now().isoformat())
         self.outbox.resume()
         self._master_is_back()

@@ -8,6 +8,10 @@ package::
     [project.entry-points."pyfarm.jobtypes"]
     maya = "studio.farm.maya:MayaJobType"
 
+A studio's entry point takes precedence over the built-in job type of the
+same name, so the example above replaces PyFarm's ``maya`` on the agents
+that have the studio's package.
+
 The agent builds one instance per assignment (one process) from the
 assignment the master sent: ``{"id", "job": {...}, "tasks": [...]}``. The
 job's ``data`` and ``environ`` come with the job's path maps applied for
@@ -483,6 +487,20 @@ def available():
     return sorted({point.name for point in entry_points(group=GROUP)})
 
 
+#: Where the built-in job types live.
+BUILTIN_MODULE = "pyfarm.agent.jobtypes."
+
+
+def choose(points):
+    """Return the entry point to use among several of one name.
+
+    A studio's package wins over the built-in job type; among several
+    studio packages, the first by ``module:Class`` (a stable choice).
+    """
+    return sorted(points, key=lambda point: (
+        point.value.startswith(BUILTIN_MODULE), point.value))[0]
+
+
 def load(name):
     """Return the job type class registered as ``name``."""
     points = entry_points(group=GROUP, name=name)
@@ -490,7 +508,7 @@ def load(name):
         names = ", ".join(available()) or "none"
         raise JobTypeError(
             f"this agent has no job type {name!r} (installed: {names})")
-    point = sorted(points, key=lambda p: p.value)[0]
+    point = choose(points)
     try:
         cls = point.load()
     except Exception as error:  # any import error of a third-party module

@@ -184,10 +184,11 @@ def settings():
 def agent_register():
     """Register an agent (201) or register it again (200)."""
     info = parse(Registration, json_body()).model_dump()
-    agent, created = agent_service.register_agent(
+    agent, created, rejected = agent_service.register_agent(
         db.session, g.user, info, utcnow(), remote_addr=request.remote_addr)
     body = {**agent_to_dict(agent),
-            "sync_interval": settings().sync_interval}
+            "sync_interval": settings().sync_interval,
+            "rejected_jobtypes": rejected}
     db.session.commit()
     return jsonify(body), 201 if created else 200
 

@@ -23,7 +23,7 @@ from pyfarm.master.models import (
 from pyfarm.master.models.task import ATTEMPT_LOST
 from pyfarm.master.scheduler.claim import assignment_dicts, claim_for_agent
 from pyfarm.master.services.catalog import (
-    check_reported_jobtypes,
+    split_reported_jobtypes,
     upsert_jobtypes,
 )
 from pyfarm.master.services.tasks import dialect_insert, release_agent_tasks
@@ -55,14 +55,13 @@ def register_agent(session, user, info, now, remote_addr=None):
     """Create or update the agent described by ``info``.
 
     ``info`` is a dict with the fields of the registration request.
-    Returns ``(agent, created)``. An agent registering again was
+    Returns ``(agent, created, rejected)``. An agent registering again was
     restarted: the tasks it held go back to the queue as "lost". The job
-    types it reports (``info["jobtypes"]``) are created or updated.
+    types it reports (``info["jobtypes"]``) are created or updated, except
+    those with an invalid schema, which are left as they are and listed
+    in ``rejected`` (``{"name", "error"}``).
     """
-    jobtypes = info.get("jobtypes") or []
-    # Before any change, so that a bad schema changes nothing (not even
-    # the log).
-    check_reported_jobtypes(jobtypes)
+    jobtypes, rejected = split_reported_jobtypes(info.get("jobtypes") or [])
     agent = session.get(Agent, info["id"], with_for_update=True,
                         populate_existing=True)
     created = False
@@ -92,7 +91,10 @@ def register_agent(session, user, info, now, remote_addr=None):
     session.flush()
     logger.info("agent %s (%s) %s", agent.id, agent.hostname,
                 "registered" if created else "registered again")
-    return agent, created
+    for item in rejected:
+        logger.warning("agent %s (%s): job type %r left out: %s", agent.id,
+                       agent.hostname, item["name"], item["error"])
+    return agent, created, rejected
 
 
 def _create(session, info, now):

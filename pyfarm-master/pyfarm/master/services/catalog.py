@@ -211,6 +211,26 @@ def check_reported_jobtypes(reported, field="jobtypes"):
                           f"{field}[{index}].parameters")
 
 
+def split_reported_jobtypes(reported, field="jobtypes"):
+    """Return ``(usable, rejected)`` of the job types an agent reported.
+
+    ``rejected`` lists ``{"name", "error"}`` for each job type whose
+    ``parameters`` is not a valid schema (the error names
+    ``jobtypes[<index>].parameters``). One studio plugin with a broken
+    schema must not keep the agent, and its other job types, off the farm.
+    """
+    usable, rejected = [], []
+    for index, item in enumerate(reported):
+        try:
+            check_json_schema(item["parameters"],
+                              f"{field}[{index}].parameters")
+        except BadRequest as error:
+            rejected.append({"name": item["name"], "error": error.message})
+        else:
+            usable.append(item)
+    return usable, rejected
+
+
 def upsert_jobtypes(session, reported, now, source="an agent",
                     checked=False):
     """Create the job types in ``reported`` that are new, and update the
