@@ -35,6 +35,19 @@ def test_farm_script_runs_a_job_and_stops_on_ctrl_c(tmp_path):
             output.read_text(), 120, message="the farm to start")
         token = (tmp_path / "farm" / "admin-token").read_text().strip()
         assert token in text
+        # The web UI takes the admin password the script printed.
+        password = re.search(r"user admin, password (\S+);", text).group(1)
+        assert password == (tmp_path / "farm" / "admin-password") \
+            .read_text().strip()
+        browser = requests.Session()
+        login = browser.get(f"http://127.0.0.1:{port}/login", timeout=5)
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"',
+                         login.text).group(1)
+        home = browser.post(
+            f"http://127.0.0.1:{port}/login", timeout=5,
+            data={"name": "admin", "password": password, "csrf_token": csrf})
+        assert home.status_code == 200 and home.url.endswith("/")
+        assert "Log out" in home.text
         # Run the example curl command the script printed.
         curl = re.search(r"(curl -s -X POST .*?\}\}')", text, re.S).group(1)
         answer = subprocess.run(["bash", "-c", curl], capture_output=True,
@@ -44,6 +57,7 @@ def test_farm_script_runs_a_job_and_stops_on_ctrl_c(tmp_path):
             headers={"Authorization": f"Bearer {token}"}, timeout=5,
         ).json()["jobs"][0]
         assert str(job["id"]) in answer.stdout
+        job_id = job["id"]
 
         def get(path):
             return requests.get(
@@ -51,12 +65,13 @@ def test_farm_script_runs_a_job_and_stops_on_ctrl_c(tmp_path):
                 headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
 
         def report():  # what a failure message needs to be understood
-            return (f"tasks: {get('jobs/%d/tasks/' % job['id'])}\n"
+            tasks = get(f"jobs/{job_id}/tasks/")
+            return (f"tasks: {tasks}\n"
                     f"agents: {get('agents/')}\n"
                     f"farm output:\n{output.read_text()}")
 
         def done():
-            state = get("jobs/%d" % job["id"])["state"]
+            state = get(f"jobs/{job_id}")["state"]
             assert state != "failed", report()
             return state == "done"
 

@@ -9,6 +9,7 @@ emptied after each test. Use ``--backend sqlite`` to run only one.
 """
 
 import os
+import re
 import shutil
 import uuid
 
@@ -210,3 +211,85 @@ def bob(client, make_user):
 def agent_api(client, make_user):
     """An :class:`Api` client with an agent-role token."""
     return Api(client, make_user("agents", Role.AGENT)[1])
+
+
+class Ui:
+    """A logged-in browser for the web UI's tests (Flask test client).
+
+    Sends the CSRF token of its session with every POST, as the pages do,
+    unless ``csrf=False``; ``htmx=True`` sends the headers htmx sends.
+    """
+
+    def __init__(self, app, name=None, password=None):
+        self.client = app.test_client()
+        self.token = None
+        if name is not None:
+            answer = self.login(name, password)
+            assert answer.status_code == 302, answer.get_data(as_text=True)
+
+    def csrf_token(self):
+        """Return the CSRF token of this session (read from a page)."""
+        if self.token is None:
+            page = self.client.get(
+                "/login", follow_redirects=True).get_data(as_text=True)
+            match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+            self.token = match.group(1)
+        return self.token
+
+    def login(self, name, password):
+        self.token = None
+        return self.post("/login", {"name": name, "password": password})
+
+    def get(self, path, htmx=False, **kwargs):
+        headers = {"HX-Request": "true"} if htmx else {}
+        return self.client.get(path, headers=headers, **kwargs)
+
+    def post(self, path, data=None, csrf=True, htmx=False, **kwargs):
+        data = dict(data or {})
+        headers = {}
+        if htmx:
+            headers["HX-Request"] = "true"
+            if csrf:
+                headers["X-CSRFToken"] = self.csrf_token()
+        elif csrf:
+            data.setdefault("csrf_token", self.csrf_token())
+        return self.client.post(path, data=data, headers=headers, **kwargs)
+
+
+#: The password of the UI fixtures' users.
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def new_ui(app):
+    """``new_ui()``: a :class:`Ui` nobody logged in to yet (the test
+    modules cannot import this conftest, which pytest loads by path)."""
+    return lambda: Ui(app)
+
+
+@pytest.fixture
+def ui_password():
+    """The password of the users :func:`ui_user` makes."""
+    return PASSWORD
+
+
+@pytest.fixture
+def ui_user(app, make_user):
+    """``ui_user("alice", "user")``: make a user with a password and return
+    ``(Ui logged in as them, user, API token)``."""
+    def make(name, role=Role.USER):
+        user, token = make_user(name, role, password=PASSWORD)
+        return Ui(app, name, PASSWORD), user, token
+    return make
+
+
+@pytest.fixture
+def ui_admin(ui_user):
+    """A :class:`Ui` logged in as the admin ``root``."""
+    return ui_user("root", Role.ADMIN)[0]
+
+
+@pytest.fixture
+def ui_alice(ui_user):
+    """A :class:`Ui` logged in as the user ``alice``."""
+    return ui_user("alice")[0]

@@ -1,12 +1,14 @@
 """The ``pyfarm-master`` command: db, users and tokens."""
 
+import io
+
 import pytest
 import sqlalchemy as sa
 
 from pyfarm.master import app as app_module
 from pyfarm.master.app import create_app
 from pyfarm.master.auth import hash_token
-from pyfarm.master.cli import main
+from pyfarm.master.cli import PasswordMismatch, main, read_password
 from pyfarm.master.db import db
 from pyfarm.master.schema import head_revision
 
@@ -125,6 +127,42 @@ def test_users_create_and_list(capsys, farm_url):
     assert rows[0][:3] == ("alice", "user", None) and rows[0][3] is None
     assert rows[1][:3] == ("root", "admin", "root@example.com")
     assert rows[1][3] and "s3cret pass" not in rows[1][3]
+
+
+def test_users_password_reads_stdin(capsys, farm_url, monkeypatch):
+    from werkzeug.security import check_password_hash
+    run(capsys, "users", "create", "alice")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    status, out, err = run(capsys, "users", "password", "alice")
+    assert (status, err) == (0, "")
+    assert "password of 'alice' set" in out
+    [(stored,)] = query(farm_url, "SELECT password_hash FROM users")
+    assert check_password_hash(stored, "a long password")
+
+
+def test_users_password_refuses_short_ones_and_unknown_users(
+        capsys, farm_url, monkeypatch):
+    run(capsys, "users", "create", "alice")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    status, _, err = run(capsys, "users", "password", "alice")
+    assert status == 1 and "at least 8 characters" in err
+    assert query(farm_url, "SELECT password_hash FROM users") == [(None,)]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    status, _, err = run(capsys, "users", "password", "bob")
+    assert status == 1 and "no user named 'bob'" in err
+
+
+def test_password_typed_twice_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    answers = iter(["first one!", "first one!"])
+    assert read_password(Terminal(), lambda prompt: next(answers)) == \
+        "first one!"
+    answers = iter(["first one!", "other one!"])
+    with pytest.raises(PasswordMismatch, match="differ"):
+        read_password(Terminal(), lambda prompt: next(answers))
 
 
 def test_users_list_marks_disabled_users(capsys, farm_url):

@@ -98,12 +98,12 @@ def register_converters(app):
 
 
 def register_blueprints(app):
-    """Attach the API and UI blueprints."""
+    """Attach the API and the web UI."""
     from pyfarm.master.api import api
-    from pyfarm.master.ui import ui
+    from pyfarm.master.ui import init_ui
 
     app.register_blueprint(api)
-    app.register_blueprint(ui)
+    init_ui(app)
 
 
 def wants_json():
@@ -114,15 +114,20 @@ def wants_json():
 def register_error_handlers(app):
     """Answer errors as JSON under ``/api/`` and as HTML elsewhere."""
 
+    from pyfarm.master.ui.errors import error_page
+
     @app.errorhandler(ApiError)
     def on_api_error(error):
         db.session.rollback()
+        if not wants_json():
+            return error_page(error.status, error.message)
         return jsonify(error.to_dict()), error.status
 
     @app.errorhandler(HTTPException)
     def on_http_error(error):
         if not wants_json():
-            return error
+            return error_page(error.code, error.description or error.name,
+                              error)
         message = error.description or error.name
         if error.code == 405:
             message = (f"method {request.method} is not allowed on "
@@ -143,4 +148,5 @@ def register_error_handlers(app):
         if wants_json():
             return jsonify({"error": "internal error; the master's log "
                                      "has the details"}), 500
-        return "Internal error; the master's log has the details.", 500
+        return error_page(500, "Internal error; the master's log has the "
+                               "details.")

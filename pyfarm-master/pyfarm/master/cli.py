@@ -8,6 +8,7 @@ The ``pyfarm-master`` command.
     pyfarm-master db upgrade | db check
     pyfarm-master users create NAME [--role ROLE] [--password P]
     pyfarm-master users list
+    pyfarm-master users password NAME   (reads it from stdin or asks)
     pyfarm-master tokens create NAME [--label LABEL]
 
 Settings come from the config files and ``PYFARM_*`` variables (see
@@ -64,6 +65,11 @@ def build_parser():
     create.set_defaults(handler=cmd_users_create)
     user_commands.add_parser("list", help="list users") \
         .set_defaults(handler=cmd_users_list)
+    password = user_commands.add_parser(
+        "password", help="set a user's web UI password (read from stdin, "
+                         "or asked for on a terminal)")
+    password.add_argument("name")
+    password.set_defaults(handler=cmd_users_password)
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
     token_commands = tokens.add_subparsers(dest="tokens_command",
@@ -147,6 +153,37 @@ def cmd_users_list(args):
                 .scalars():
             state = "" if user.active else " (disabled)"
             print(f"{user.name}\t{user.role}{state}")
+
+
+def read_password(stdin=None, ask=None):
+    """Return a new password: asked twice on a terminal, else the first
+    line of stdin."""
+    import getpass
+
+    stdin = stdin or sys.stdin
+    if not stdin.isatty():
+        return stdin.readline().rstrip("\r\n")
+    ask = ask or getpass.getpass
+    first = ask("New password: ")
+    if first != ask("Again: "):
+        raise PasswordMismatch("the two passwords differ; nothing changed")
+    return first
+
+
+class PasswordMismatch(MasterError):
+    """The password typed twice differs."""
+
+
+def cmd_users_password(args):
+    """Set a user's password for the web UI."""
+    from pyfarm.master.db import db
+    from pyfarm.master.services.users import get_user, set_password
+
+    with app_context():
+        user = get_user(db.session, args.name)
+        set_password(user, read_password())
+        db.session.commit()
+        print(f"password of {user.name!r} set")
 
 
 def cmd_tokens_create(args):

@@ -148,31 +148,14 @@ class AgentPatch(Strict):
     tags: list[str] = None
 
 
-def set_agent_state(session, agent, state):
-    """Disable an agent, or enable it again (``state`` ``"online"``).
-
-    A disabled agent gets no new work; what it runs goes on. Enabling an
-    agent that is not disabled changes nothing (an offline agent comes
-    back by syncing); an enabled agent is ``running`` while it holds
-    tasks and ``online`` otherwise.
-    """
-    if state == AgentState.DISABLED:
-        agent.state = AgentState.DISABLED
-    elif agent.state == AgentState.DISABLED:
-        holds = session.execute(
-            select(Task.id).where(Task.agent_id == agent.id,
-                                  Task.state.in_(_ACTIVE)).limit(1)).first()
-        agent.state = AgentState.RUNNING if holds else AgentState.ONLINE
-
-
 @api.patch("/agents/<agent_id>")
 @require_roles(Role.ADMIN)
 def update_agent(agent_id):
     """Disable or enable an agent, or replace its tags."""
     body = parse(AgentPatch, json_body())
-    agent = load_agent(agent_id)
     if body.state is not None:
-        set_agent_state(db.session, agent, body.state)
+        agent_service.set_agent_state(db.session, agent_id, body.state)
+    agent = load_agent(agent_id)
     if body.tags is not None:
         agent.tags = ensure_tags(db.session, body.tags)
     db.session.commit()

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -9,8 +10,12 @@ from pyfarm.core.enums import Role
 from pyfarm.master.db import db, utcnow
 
 
-class User(db.Model):
-    """A person or an agent account; ``role`` says what it may do."""
+class User(UserMixin, db.Model):
+    """A person or an agent account; ``role`` says what it may do.
+
+    People log in to the web UI with a password (Flask-Login's
+    :class:`~flask_login.UserMixin` makes a user a login).
+    """
 
     __tablename__ = "users"
 
@@ -28,6 +33,11 @@ class User(db.Model):
 
     def __repr__(self):
         return f"<User {self.name!r} role={self.role}>"
+
+    def get_id(self):
+        """What a browser session stores: the id and a fragment of the
+        password hash, so a new password ends the old sessions."""
+        return f"{self.id}:{(self.password_hash or '')[-12:]}"
 
 
 class ApiToken(db.Model):

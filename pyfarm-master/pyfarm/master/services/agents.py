@@ -209,6 +209,32 @@ def redelivered(session, agent, tasks):
         [tag.id for tag in agent.tags])
 
 
+def set_agent_state(session, agent_id, state):
+    """Disable an agent (``state`` ``"disabled"``), or enable it again
+    (``"online"``); return the agent, locked for the change.
+
+    A disabled agent gets no new work; what it runs goes on. Enabling an
+    agent that is not disabled changes nothing (an offline agent comes
+    back by syncing); an enabled agent is ``running`` while it holds
+    tasks and ``online`` otherwise.
+    """
+    agent = session.get(Agent, agent_id, with_for_update=True,
+                        populate_existing=True)
+    if agent is None:
+        raise NotFound(f"no agent with id {agent_id}")
+    if state == AgentState.DISABLED:
+        agent.state = AgentState.DISABLED
+    elif agent.state == AgentState.DISABLED:
+        holds = session.execute(
+            select(Task.id).where(
+                Task.agent_id == agent.id,
+                Task.state.in_([str(s) for s in ACTIVE_TASK_STATES]))
+            .limit(1)).first()
+        agent.state = AgentState.RUNNING if holds else AgentState.ONLINE
+    session.flush()
+    return agent
+
+
 def delete_agent(session, agent_id, now):
     """Forget an agent; the tasks it holds go back to the queue.
 
