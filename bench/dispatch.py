@@ -12,8 +12,6 @@ job is done. Prints the machine's details and the median of the runs.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,30 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchlib import machine  # noqa: E402
 from farmlib import Farm, postgres_database, wait_until  # noqa: E402
-
-
-def machine():
-    """Describe the machine the benchmark runs on."""
-    import psutil
-    import sqlalchemy
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "os": platform.platform(),
-        "sqlalchemy": sqlalchemy.__version__,
-    }
 
 
 def one_run(database, frames, slots, settings):

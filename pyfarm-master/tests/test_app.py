@@ -1,5 +1,8 @@
 """The application factory, the schema check and error handling."""
 
+import sqlite3
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -55,6 +58,29 @@ def test_sqlite_uses_wal(app, session):
         pytest.skip("WAL is SQLite's")
     mode = session.execute(sa.text("PRAGMA journal_mode")).scalar()
     assert mode == "wal"
+
+
+def test_ui_pages_do_not_wait_for_a_writer_on_sqlite(app, session,
+                                                     ui_alice):
+    url = app.config["PYFARM"].database_url
+    if not url.startswith("sqlite"):
+        pytest.skip("the write lock is SQLite's")
+    # The test's application context outlives requests: end what the
+    # login left open, as the end of a real request does.
+    session.remove()
+    writer = sqlite3.connect(url.removeprefix("sqlite:///"),
+                             isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # an agent's update, say
+        started = time.monotonic()
+        assert ui_alice.get("/ui/overview").status_code == 200
+        assert ui_alice.get("/").status_code == 200
+        # The pages read a snapshot instead of waiting out the busy
+        # timeout (30 s).
+        assert time.monotonic() - started < 5
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_the_migrations_build_the_models_schema(app):

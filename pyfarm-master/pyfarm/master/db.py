@@ -4,6 +4,7 @@ The SQLAlchemy base, the Flask-SQLAlchemy extension and shared types.
 
 from datetime import datetime, timezone
 
+from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
@@ -63,12 +64,24 @@ def is_sqlite(url):
     return str(url).startswith("sqlite")
 
 
+def reads_only():
+    """Whether the current request is a page of the web UI, which only
+    reads (see :func:`configure_sqlite`)."""
+    return (has_request_context() and request.method in ("GET", "HEAD")
+            and request.blueprint == "ui")
+
+
 def configure_sqlite(engine: Engine, busy_timeout_ms=30000):
     """Make an SQLite engine safe for several processes.
 
     WAL journal, foreign keys on, a busy timeout, and ``BEGIN IMMEDIATE``
     so that a transaction takes the write lock up front instead of failing
     with "database is locked" when it upgrades from reading to writing.
+
+    The web UI's pages (GET requests of the ``ui`` blueprint) only read:
+    they begin a plain deferred transaction, which in WAL mode reads a
+    snapshot without waiting for a writer, so a page open all day never
+    stalls behind the agents' updates. Such a request must not write.
     """
 
     @event.listens_for(engine, "connect")
@@ -83,6 +96,7 @@ def configure_sqlite(engine: Engine, busy_timeout_ms=30000):
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(
+            "BEGIN" if reads_only() else "BEGIN IMMEDIATE")
 
     return engine
