@@ -1,10 +1,40 @@
 """
-What the benchmarks share: the description of the machine they ran on.
+What the benchmarks share: a farm on a fresh database, and the
+description of the machine they ran on.
 """
 
+import contextlib
 import os
 import platform
+import sys
+import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from farmlib import Farm, postgres_database  # noqa: E402
+
+
+@contextlib.contextmanager
+def bench_farm(database, settings=None):
+    """Yield a :class:`Farm` (not started) on a fresh ``database``
+    (``"sqlite"`` or ``"postgresql"``) with ``settings`` (``PYFARM_*``
+    variables) and quiet logs; stop it and drop the database after."""
+    with tempfile.TemporaryDirectory(prefix="pyfarm-bench-") as root:
+        drop = None
+        if database == "sqlite":
+            url = f"sqlite:///{root}/pyfarm.sqlite"
+        else:
+            url, drop = postgres_database()
+        farm = Farm(root, url)
+        farm.env.update(settings or {})
+        farm.env["PYFARM_LOGLEVEL"] = "warning"
+        try:
+            yield farm
+        finally:
+            farm.stop()
+            if drop:
+                drop()
 
 
 def machine(database_url=None):

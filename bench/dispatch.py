@@ -14,46 +14,32 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchlib import machine  # noqa: E402
-from farmlib import Farm, postgres_database, wait_until  # noqa: E402
+from benchlib import bench_farm, machine  # noqa: E402
+from farmlib import wait_until  # noqa: E402
 
 
 def one_run(database, frames, slots, settings):
     """Run one farm and one job; return seconds from submit to done."""
-    with tempfile.TemporaryDirectory(prefix="pyfarm-bench-") as root:
-        drop = None
-        if database == "sqlite":
-            url = f"sqlite:///{root}/pyfarm.sqlite"
-        else:
-            url, drop = postgres_database()
-        farm = Farm(root, url)
-        farm.env.update(settings)
-        farm.env["PYFARM_LOGLEVEL"] = "warning"
-        try:
-            farm.start_master()
-            farm.start_agent("agent-a", cpus=slots)
-            farm.start_agent("agent-b", cpus=slots)
-            farm.wait_for_agents(2)
-            started = time.perf_counter()
-            job = farm.client.submit_job(
-                title="bench", jobtype="command", start=1, end=frames,
-                data={"argv": ["true"]})
-            wait_until(
-                lambda: farm.client.job(job["id"])["state"] == "done",
-                timeout=frames * 2, interval=0.05,
-                message=f"{frames} frames")
-            return time.perf_counter() - started
-        finally:
-            farm.stop()
-            if drop:
-                drop()
+    with bench_farm(database, settings) as farm:
+        farm.start_master()
+        farm.start_agent("agent-a", cpus=slots)
+        farm.start_agent("agent-b", cpus=slots)
+        farm.wait_for_agents(2)
+        started = time.perf_counter()
+        job = farm.client.submit_job(
+            title="bench", jobtype="command", start=1, end=frames,
+            data={"argv": ["true"]})
+        wait_until(
+            lambda: farm.client.job(job["id"])["state"] == "done",
+            timeout=max(60, frames * 2), interval=0.05,
+            message=f"{frames} frames")
+        return time.perf_counter() - started
 
 
 def main(argv=None):

@@ -15,51 +15,37 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchlib import machine  # noqa: E402
-from farmlib import Farm, postgres_database  # noqa: E402
+from benchlib import bench_farm, machine  # noqa: E402
 
 TARGET_SECONDS = 3.0
 
 
 def measure(database, frames, runs):
-    """Return ``(seconds of each run, database url description)``."""
-    with tempfile.TemporaryDirectory(prefix="pyfarm-bench-") as root:
-        drop = None
-        if database == "sqlite":
-            url = f"sqlite:///{root}/pyfarm.sqlite"
-        else:
-            url, drop = postgres_database()
-        farm = Farm(root, url)
-        farm.env["PYFARM_LOGLEVEL"] = "warning"
-        try:
-            farm.start_master()
-            about = machine(url).get("database")
-            # Warm up the worker (imports, connection pool, schema cache).
-            farm.client.submit_job(title="warm-up", jobtype="command",
-                                   start=1, end=10, data={"argv": ["true"]})
-            times = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                job = farm.client.submit_job(
-                    title="big", jobtype="command", start=1, end=frames,
-                    data={"argv": ["true"]})
-                times.append(time.perf_counter() - started)
-                counted = sum(farm.client.job(job["id"])["tasks"].values())
-                if counted != frames:
-                    raise AssertionError(f"the job has {counted} tasks, "
-                                         f"not {frames}")
-            return times, about
-        finally:
-            farm.stop()
-            if drop:
-                drop()
+    """Return ``(seconds of each run, the database's name and version)``."""
+    with bench_farm(database) as farm:
+        farm.start_master()
+        about = machine(farm.env["PYFARM_DATABASE_URL"]).get("database")
+        # Warm up the worker (imports, connection pool, schema cache).
+        farm.client.submit_job(title="warm-up", jobtype="command",
+                               start=1, end=10, data={"argv": ["true"]})
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            job = farm.client.submit_job(
+                title="big", jobtype="command", start=1, end=frames,
+                data={"argv": ["true"]})
+            times.append(time.perf_counter() - started)
+            counted = sum(farm.client.job(job["id"])["tasks"].values())
+            if counted != frames:
+                raise AssertionError(f"the job has {counted} tasks, "
+                                     f"not {frames}")
+        return times, about
 
 
 def main(argv=None):

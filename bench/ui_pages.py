@@ -172,12 +172,14 @@ def build_database(path, jobs, frames, seed=20261125):
         if state == "done":
             done, running, failed = frames, 0, 0
         elif state == "failed":
-            failed = rng.randint(1, 5)
+            failed = rng.randint(1, min(5, frames))
             done, running = frames - failed, 0
         elif state == "running":
-            done = rng.randint(0, frames - 10)
-            running = rng.randint(1, 6)
-            failed = 1 if rng.random() < 0.2 else 0
+            # Bounded by the frames, for the tiny farms of the smoke test.
+            done = rng.randint(0, max(0, frames - 10))
+            running = min(rng.randint(1, 6), frames - done)
+            failed = 1 if (rng.random() < 0.2
+                           and done + running < frames) else 0
         elif state == "paused":
             done, running, failed = rng.randint(0, frames - 1), 0, 0
         else:

@@ -25,11 +25,11 @@ from sqlalchemy import func, select
 from pyfarm.core.enums import ACTIVE_TASK_STATES, AgentState, Role
 from pyfarm.core.framerange import compact
 from pyfarm.core.logger import getLogger
-from pyfarm.master.api.agents import AGENT_LOAD_OPTIONS
+from pyfarm.master.api.agents import AGENT_LOAD_OPTIONS, load_agent
 from pyfarm.master.api.common import arg, page_of, pagination
 from pyfarm.master.api.jobs import escape_like
 from pyfarm.master.db import db, utcnow
-from pyfarm.master.errors import BadRequest, NotFound
+from pyfarm.master.errors import BadRequest
 from pyfarm.master.models import (
     Agent,
     AgentJobFailure,
@@ -162,16 +162,6 @@ def agent_rows(session, agents):
              "tags": sorted(tag.name for tag in agent.tags),
              "running": work.get(agent.id, [])}
             for agent in agents]
-
-
-def load_agent(agent_id):
-    """Return agent ``agent_id`` with its tags and software, or 404."""
-    agent = db.session.execute(
-        select(Agent).options(*AGENT_LOAD_OPTIONS)
-        .where(Agent.id == agent_id)).scalar()
-    if agent is None:
-        raise NotFound(f"no agent with id {agent_id}")
-    return agent
 
 
 @ui.get("/agents/")
