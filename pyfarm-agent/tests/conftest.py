@@ -42,8 +42,9 @@ class FakeMaster:
         self.held = []
 
     def names(self):
-        """Return the names of the calls so far."""
-        return [name for name, _ in self.calls]
+        """Return the names of the calls so far (a batch counts as the
+        calls it carries)."""
+        return [name for name, _ in self.calls if name != "batch"]
 
     def of(self, name):
         """Return the arguments of every call of ``name``."""
@@ -110,6 +111,59 @@ class FakeMaster:
             stored) else stored
         self.logs[assignment_id] = stored
         return {"size": len(stored)}
+
+    def batch(self, agent_id, logs, updates, sync=None):
+        """``POST .../updates``: like the calls it stands for, answered
+        item by item (recorded as ``batch`` and as those calls)."""
+        self.calls.append(("batch", {"logs": list(logs),
+                                     "updates": list(updates),
+                                     "sync": sync}))
+        if self.down:
+            for chunk in logs:
+                self.calls.append(("log", dict(chunk)))
+            for update in updates:
+                self.calls.append(("update", dict(update)))
+            if sync is not None:
+                self.sync(agent_id, sync["free_ram"], sync["running"])
+            return self._answer(None)
+        answer = {"logs": [], "updates": [], "sync": None}
+        refused = False
+        for chunk in logs:
+            self.calls.append(("log", dict(chunk)))
+            try:
+                size = self.store_log(chunk["assignment"], chunk["offset"],
+                                      chunk["data"])["size"]
+                answer["logs"].append({"status": 200, "size": size})
+            except Conflict as error:
+                refused = True
+                answer["logs"].append({"status": 409, **error.body})
+        for update in updates:
+            if refused:
+                answer["updates"].append({"status": 424, "error": "log"})
+                continue
+            d = self.update_task(agent_id, update["task"], update["attempt"],
+                                 update["state"],
+                                 progress=update.get("progress"),
+                                 error=update.get("error"),
+                                 outputs=update.get("outputs"))
+            results = []
+            d.addBoth(results.append)
+            result = results[0]
+            if isinstance(result, dict):
+                answer["updates"].append({"status": 200, **result})
+            else:
+                error = result.value
+                answer["updates"].append({
+                    "status": error.status, "error": error.message,
+                    "task": update["task"], "attempt": update["attempt"]})
+        if sync is not None:
+            results = []
+            self.sync(agent_id, sync["free_ram"],
+                      sync["running"]).addBoth(results.append)
+            if not isinstance(results[0], dict):
+                return defer.fail(results[0])
+            answer["sync"] = results[0]
+        return defer.succeed(answer)
 
     def release_log(self):
         """Answer the oldest held log request."""
@@ -230,6 +284,9 @@ def make_service(clock, master, spawner, settings):
             "now": lambda: datetime(2024, 5, 1, 12, tzinfo=timezone.utc),
             "find_software": lambda settings, environ, os_name: {},
             "describe_jobtypes": lambda: [CommandJobType.describe()],
+            # Send at once, as the tests expect (the daemon waits a little
+            # for more to go in the same request).
+            "linger": 0.0, "coalesce": 0.0,
         }
         options.update(overrides)
         return AgentService(agent_settings or settings, **options)

@@ -112,6 +112,21 @@ class InlineMaster:
         self.calls.append(["log", offset])
         return defer.succeed({"size": offset + len(data.encode())})
 
+    def batch(self, agent_id, logs, updates, sync=None):
+        answer = {"logs": [], "updates": [], "sync": None}
+        for chunk in logs:
+            size = self.send_log(agent_id, chunk["assignment"],
+                                 chunk["offset"], chunk["data"]).result
+            answer["logs"].append({"status": 200, **size})
+        for item in updates:
+            done = self.update_task(agent_id, item["task"], item["attempt"],
+                                    item["state"], error=item.get("error"))
+            answer["updates"].append({"status": 200, **done.result})
+        if sync is not None:
+            answer["sync"] = self.sync(agent_id, sync["free_ram"],
+                                       sync["running"]).result
+        return defer.succeed(answer)
+
     def close(self):
         return defer.succeed(None)
 

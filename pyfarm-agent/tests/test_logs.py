@@ -1,9 +1,10 @@
 """Log streaming: offsets, chunks, one request in flight, retries."""
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from pyfarm.agent.logs import LogStream, cut
-from pyfarm.agent.master import NotFound
+from pyfarm.agent.master import Conflict, NotFound
 from pyfarm.agent.retry import RetryPolicy
 
 
@@ -159,3 +160,51 @@ def test_output_beyond_the_limit_is_dropped_with_a_note(clock, master):
     assert master.log_text("a1") == (
         "12345678abcdefgh\n[pyfarm-agent: 4 bytes of output were dropped "
         "while the master could not be reached]\nkept")
+
+
+class Courier:
+    """Counts kicks; the test takes the chunks as the outbox would."""
+
+    def __init__(self):
+        self.kicks = 0
+
+    def kick(self):
+        self.kicks += 1
+
+
+def test_with_a_courier_chunks_go_with_its_requests(clock, master):
+    courier = Courier()
+    stream = LogStream(clock, master, "agent-1", "a1", RetryPolicy(),
+                       lambda: 0.5, courier=courier)
+    stream.write(b"frame 1\n")
+    assert stream.ready() == 8 and not stream.due()
+    assert courier.kicks == 0
+    clock.advance(1)  # the flush timer makes it due
+    assert stream.due() and courier.kicks == 1
+    chunk = stream.take()
+    assert chunk == {"assignment": "a1", "offset": 0, "data": "frame 1\n"}
+    assert stream.ready() == 0  # in flight
+    stream.write(b"frame 2\n")
+    stream.sent({"size": 8})
+    assert stream.acked == 8 and stream.flushed(8)
+    assert master.of("log") == []  # it never sends by itself
+    # Waiting output goes along with any request (taken before its timer).
+    assert stream.ready() == 8
+    assert stream.take()["offset"] == 8
+
+
+def test_with_a_courier_a_refused_chunk_is_resent_from_the_masters_size(
+        clock, master):
+    courier = Courier()
+    stream = LogStream(clock, master, "agent-1", "a1", RetryPolicy(),
+                       lambda: 0.5, courier=courier)
+    stream.write(b"abc")
+    stream.take()
+    stream.sent({"size": 3})
+    stream.write(b"def")
+    assert stream.take()["offset"] == 3
+    stream.failed(Failure(Conflict("gap", 409, {"error": "gap",
+                                                "size": 0})))
+    assert stream.due()
+    chunk = stream.take()
+    assert chunk["offset"] == 0 and chunk["data"].endswith("def")

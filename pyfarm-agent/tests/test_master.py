@@ -18,9 +18,11 @@ from pyfarm.agent.master import (
     MasterClient,
     MasterUnavailable,
     NotFound,
+    OutdatedMaster,
     Rejected,
     ServerError,
     retryable,
+    unknown_agent,
 )
 
 
@@ -151,6 +153,25 @@ def test_send_log_posts_offset_and_text():
     assert request["json"] == {"offset": 120, "data": "frame 3 é\n"}
 
 
+def test_batch_posts_logs_updates_and_sync_in_one_request():
+    answer = {"logs": [{"status": 200, "size": 4}],
+              "updates": [{"status": 200, "state": "done"}], "sync": None}
+    result, [request] = run_scenario(
+        lambda client: client.batch(
+            AGENT, [{"assignment": "as-1", "offset": 0, "data": "end\n"}],
+            [{"task": 7, "attempt": 2, "state": "done"}],
+            {"free_ram": 512, "running": [(7, 2)]}),
+        [(200, answer)])
+    assert result == answer
+    assert (request["method"], request["path"]) == (
+        "POST", f"/api/v1/agents/{AGENT}/updates")
+    assert request["json"] == {
+        "logs": [{"assignment": "as-1", "offset": 0, "data": "end\n"}],
+        "updates": [{"task": 7, "attempt": 2, "state": "done"}],
+        "sync": {"free_ram": 512,
+                 "running": [{"task": 7, "attempt": 2}]}}
+
+
 @pytest.mark.parametrize("status, body, error, can_retry", [
     (409, {"error": "stale attempt", "size": 10}, Conflict, False),
     (404, {"error": "no agent"}, NotFound, False),
@@ -214,3 +235,25 @@ def test_no_answer_within_the_timeout_is_master_unavailable():
     [failure] = failures
     assert failure.check(MasterUnavailable)
     assert "no answer within 30 s" in failure.getErrorMessage()
+
+
+def test_a_master_without_the_endpoint_is_not_an_unknown_agent():
+    """An old master answers 404 for ``/updates`` itself: retried, not
+    taken for a master that forgot this agent."""
+    old = (404, {"error": f"no such API endpoint: /api/v1/agents/{AGENT}"
+                          f"/updates"})
+    result, _ = run_scenario(
+        lambda client: client.batch(AGENT, [], [], None), [old])
+    assert type(result) is OutdatedMaster and retryable(result)
+    assert "upgrade the master" in str(result)
+    # A 404 the agent cannot read (a proxy's page) is not "unknown" either.
+    result, _ = run_scenario(
+        lambda client: client.batch(AGENT, [], [], None),
+        [(404, "<html>not found</html>")])
+    assert type(result) is OutdatedMaster
+    forgot = (404, {"error": f"no agent with id {AGENT}; register it first",
+                    "code": "unknown_agent"})
+    result, _ = run_scenario(
+        lambda client: client.batch(AGENT, [], [], None), [forgot])
+    assert type(result) is NotFound and unknown_agent(result)
+    assert not retryable(result)

@@ -9,10 +9,18 @@ import dataclasses
 import json
 import uuid
 
+from twisted.internet import defer
+
 from pyfarm.agent.jobtypes import FrameDone, Progress
 from pyfarm.agent.jobtypes.command import CommandJobType
-from pyfarm.agent.master import Conflict, NotFound
+from pyfarm.agent.master import (
+    Conflict,
+    NotFound,
+    OutdatedMaster,
+    ServerError,
+)
 from pyfarm.agent.process import SpawnError
+from pyfarm.agent.service import MAX_SYNC_RETRY
 from pyfarm.agent.software import Discovery, Installation
 
 
@@ -264,10 +272,15 @@ def test_runs_an_assignment_and_reports_done(make_service, master, clock,
         "[pyfarm-agent] node1: assignment a1 (job 7, frames 1-2): "
         "render -s 1 -e 2\nrendering\nsaved\n"
         "[pyfarm-agent] exit code 0 after 6.0 s\n")
+    # The log's end, the frames' ends and a sync asking for more work go
+    # in one request (the master drops the ended pairs from ``running``).
+    last = master.of("batch")[-1]
+    assert [(u["task"], u["state"]) for u in last["updates"]] == [
+        (101, "done"), (102, "done")]
+    assert last["logs"] and last["sync"]["running"] == [(101, 1), (102, 1)]
     syncs = master.names().count("sync")
-    clock.advance(0)  # syncs right away once the frames are acknowledged
-    assert master.names().count("sync") == syncs + 1
-    assert master.of("sync")[-1]["running"] == []
+    clock.advance(0)
+    assert master.names().count("sync") == syncs  # not a second time
 
 
 def test_reports_failed_with_exit_code_and_last_lines(
@@ -558,7 +571,8 @@ def test_cancel_drops_an_assignment_waiting_for_capacity(
 
 def test_updates_wait_for_the_master_and_keep_their_order(
         make_service, master, clock, spawner, make_assignment, settings):
-    started(make_service, clock, master, [make_assignment(frames=(1, 2))])
+    service = started(make_service, clock, master,
+                      [make_assignment(frames=(1, 2))])
     [process] = spawner.processes
     master.down = True
     process.output(b"done\n")
@@ -567,11 +581,13 @@ def test_updates_wait_for_the_master_and_keep_their_order(
     assert [(u["task"], u["state"]) for u in saved] == [
         (101, "done"), (102, "done")]
     clock.pump([0.75, 1.5, 3, 6])
-    assert updates(master) == [(101, "running"), (102, "running")]
+    assert [(u["task"], u["state"]) for u in service.outbox.items] == [
+        (101, "done"), (102, "done")]
     master.down = False
     clock.pump([12])
-    assert updates(master) == [(101, "running"), (102, "running"),
-                               (101, "done"), (102, "done")]
+    assert updates(master)[:2] == [(101, "running"), (102, "running")]
+    assert updates(master)[-2:] == [(101, "done"), (102, "done")]
+    assert len(service.outbox) == 0
     assert "done\n" in master.log_text("a1")
     assert json.loads((settings.data_dir / "outbox.json").read_text()) == []
 
@@ -582,7 +598,7 @@ def test_a_successful_sync_sends_waiting_updates_at_once(
     master.down = True
     spawner.processes[0].exit(0)
     clock.pump([1] * 60)  # the log and outbox back off to long waits
-    assert service.outbox.failures == 0  # the done waits for the log
+    assert service.outbox.failures > 4  # the done goes with the log
     assert service.logs["a1"].failures > 4
     master.down = False
     syncs = master.names().count("sync")
@@ -810,7 +826,64 @@ def test_work_that_fails_at_once_is_asked_for_at_the_masters_pace(
 def test_done_work_is_followed_by_a_sync_at_once(
         make_service, master, clock, spawner, make_assignment):
     started(make_service, clock, master, [make_assignment()])
-    spawner.processes[0].exit(0)
     syncs = len(master.of("sync"))
-    clock.advance(0)
+    spawner.processes[0].exit(0)
     assert len(master.of("sync")) == syncs + 1
+    last = master.of("batch")[-1]
+    assert [(u["task"], u["state"]) for u in last["updates"]] == [
+        (101, "done")]
+    assert last["sync"] is not None  # in the same request as the done
+
+
+def test_an_old_master_is_not_taken_for_one_that_forgot_the_agent(
+        make_service, master, clock, spawner, make_assignment):
+    """A master without ``/updates`` answers 404: keep everything, kill
+    nothing, do not register again; deliver once it is upgraded."""
+    service = started(make_service, clock, master,
+                      [make_assignment(frames=(1,)),
+                       make_assignment("a2", frames=(2,), first_task=102)])
+    first, second = spawner.processes
+    batch = master.batch
+    old = [True]
+
+    def old_master(agent_id, logs, updates, sync=None):
+        if old[0]:
+            master.calls.append(("old", {}))
+            return defer.fail(OutdatedMaster(
+                "POST /updates: 404 no such API endpoint", 404))
+        return batch(agent_id, logs, updates, sync)
+
+    master.batch = old_master
+    first.exit(0)
+    clock.pump([1] * 120)
+    assert len(master.of("old")) > 5
+    assert second.kills == [] and first.kills == []
+    assert master.names().count("register") == 1 and service.registered
+    assert (101, 1) in service.outbox.final_pairs()
+    old[0] = False
+    clock.pump([1] * 60)
+    assert (101, "done") in updates(master)
+    assert service.outbox.final_pairs() == set()
+    assert "a1" in master.logs
+
+
+def test_the_heartbeat_goes_while_the_updates_keep_failing(
+        make_service, master, clock, spawner, make_assignment):
+    """A request with updates fails (a master bug, say); the syncs still
+    go at least every MAX_SYNC_RETRY seconds, without those updates."""
+    started(make_service, clock, master, [make_assignment(frames=(1,))])
+    batch = master.batch
+    synced = []
+
+    def failing(agent_id, logs, updates, sync=None):
+        if updates:
+            return defer.fail(ServerError("internal", 500))
+        if sync is not None:
+            synced.append(clock.seconds())
+        return batch(agent_id, logs, updates, sync)
+
+    master.batch = failing
+    spawner.processes[0].exit(0)
+    clock.pump([1] * 600)
+    gaps = [b - a for a, b in zip(synced, synced[1:], strict=False)]
+    assert len(synced) > 20 and max(gaps) <= MAX_SYNC_RETRY

@@ -9,6 +9,12 @@ out once a second or as soon as 64 KiB are waiting. A chunk that fails
 because the master is away is sent again (the master ignores bytes it
 already has). Byte counts are those of the UTF-8 text the master stores.
 
+With a ``courier`` (the agent's :class:`~pyfarm.agent.outbox.Outbox`)
+the stream sends nothing itself: it prepares its chunk and kicks the
+courier, which takes it (:meth:`LogStream.take`) into its next request,
+along with the task updates, and reports the answer back; whatever is
+waiting also goes along with any request the courier sends anyway.
+
 ``written`` counts the bytes given to the stream so far and ``acked`` those
 the master stored; :meth:`flushed` tells whether the master has the first
 ``size`` bytes, which the outbox uses to send a task's final state only
@@ -52,7 +58,8 @@ class LogStream:
 
     def __init__(self, reactor, client, agent_id, assignment_id, policy,
                  rand, on_progress=None, flush_interval=FLUSH_INTERVAL,
-                 chunk_size=CHUNK_SIZE, max_pending=MAX_PENDING):
+                 chunk_size=CHUNK_SIZE, max_pending=MAX_PENDING,
+                 courier=None):
         self.reactor = reactor
         self.client = client
         self.agent_id = agent_id
@@ -63,6 +70,7 @@ class LogStream:
         self.flush_interval = flush_interval
         self.chunk_size = chunk_size
         self.max_pending = max_pending
+        self.courier = courier
         self.written = 0
         self.acked = 0
         self.remote = 0  # where the master's log ends (our next offset)
@@ -73,6 +81,7 @@ class LogStream:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending = bytearray()
         self._in_flight = None
+        self._sending = False
         self._timer = None
         self._retry = None
         self._wanted = 0
@@ -175,13 +184,63 @@ class LogStream:
         self._post()
 
     def _post(self):
+        if self.courier is not None:
+            self._sending = False
+            self.courier.kick()
+            return
         offset, payload, _ = self._in_flight
+        self._sending = True
         d = self.client.send_log(self.agent_id, self.assignment_id, offset,
                                  payload.decode("utf-8"))
-        d.addCallbacks(self._sent, self._failed)
+        d.addCallbacks(self.sent, self.failed)
         d.addErrback(self._bug)
 
-    def _sent(self, answer):
+    # -- the courier's side ------------------------------------------------
+
+    def ready(self):
+        """Return how many bytes the next chunk would carry (0: none may
+        go now)."""
+        if self.gave_up or self._sending or self._retry is not None:
+            return 0
+        if self._in_flight is not None:
+            return self._in_flight[2]
+        return cut(self._pending, self.chunk_size)
+
+    def due(self):
+        """Whether a chunk must go now (not only along with others)."""
+        return self._in_flight is not None and not self._sending and \
+            self._retry is None and not self.gave_up
+
+    def take(self):
+        """Hand the next chunk to the courier: ``{"assignment", "offset",
+        "data"}``; its answer comes back through :meth:`sent` or
+        :meth:`failed`."""
+        if self._in_flight is None:
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+            size = cut(self._pending, self.chunk_size)
+            chunk = bytes(self._pending[:size])
+            del self._pending[:size]
+            self._in_flight = (self.remote, chunk, len(chunk))
+        self._sending = True
+        offset, payload, _ = self._in_flight
+        return {"assignment": self.assignment_id, "offset": offset,
+                "data": payload.decode("utf-8")}
+
+    def sending(self):
+        """Whether the courier took the chunk and awaits its answer."""
+        return self._sending
+
+    def returned(self):
+        """The courier brings the chunk back undelivered, through no fault
+        of its own (the request was too large): it goes with the next
+        request, without a backoff."""
+        self._sending = False
+
+    def sent(self, answer):
+        """The master stored the chunk in flight."""
+        self._sending = False
         offset, payload, length = self._in_flight
         self._in_flight = None
         self.remote = offset + len(payload)
@@ -190,7 +249,9 @@ class LogStream:
         self.on_progress()
         self._schedule()
 
-    def _failed(self, failure):
+    def failed(self, failure):
+        """The chunk in flight did not reach the master."""
+        self._sending = False
         offset, payload, length = self._in_flight
         error = failure.value
         if failure.check(Conflict) and isinstance(
@@ -241,4 +302,5 @@ class LogStream:
         logger.error("log %s: unexpected error: %s", self.assignment_id,
                      failure.getTraceback())
         self._in_flight = None
+        self._sending = False
         self._give_up()

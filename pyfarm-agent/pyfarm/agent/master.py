@@ -11,7 +11,12 @@ one of these errors:
 - :class:`Rejected` - any other 4xx (and unexpected 3xx): the request was
   refused; it will not succeed by sending it again unchanged;
 - :class:`MasterUnavailable` - the master could not be reached, timed out,
-  or answered 5xx / 408 / 429 (:class:`ServerError`): try again later.
+  or answered 5xx / 408 / 429 (:class:`ServerError`): try again later;
+- :class:`OutdatedMaster` - 404 for an endpoint the master does not have
+  (it is older than this agent and must be upgraded): try again later.
+
+A 404 for the agent itself (the master forgot it) carries ``"code":
+"unknown_agent"``; :func:`unknown_agent` tells it from the others.
 
 :func:`retryable` says which errors are worth sending again.
 """
@@ -62,6 +67,10 @@ class NotFound(MasterError):
     """404: the master does not know the agent, task or log."""
 
 
+class OutdatedMaster(MasterUnavailable):
+    """404 for a whole endpoint: the master is older than the agent."""
+
+
 class Rejected(MasterError):
     """Another 4xx: the master refused the request as sent."""
 
@@ -73,6 +82,24 @@ def retryable(error):
     return isinstance(error, Rejected) and error.status in AUTH_STATUSES
 
 
+#: ``code`` of the master's 404 for an agent it does not know.
+UNKNOWN_AGENT = "unknown_agent"
+
+#: How a master (any version) starts the error of a 404 for an unknown
+#: agent, and of a 404 for an endpoint it does not have.
+UNKNOWN_AGENT_TEXT = "no agent with id "
+NO_ENDPOINT_TEXT = "no such API endpoint"
+
+
+def unknown_agent(error):
+    """Whether ``error`` says the master does not know this agent."""
+    if not isinstance(error, NotFound):
+        return False
+    text = error.body.get("error")
+    return error.body.get("code") == UNKNOWN_AGENT or (
+        isinstance(text, str) and text.startswith(UNKNOWN_AGENT_TEXT))
+
+
 def error_for(status, body, method, url):
     """Return the :class:`MasterError` for an HTTP answer ``status``."""
     text = body.get("error") if isinstance(body, dict) else None
@@ -81,6 +108,10 @@ def error_for(status, body, method, url):
     if status == 409:
         return Conflict(message, status, body)
     if status == 404:
+        if isinstance(text, str) and text.startswith(NO_ENDPOINT_TEXT):
+            return OutdatedMaster(
+                f"{message} (the master is older than this agent: upgrade "
+                f"the master first)", status, body)
         return NotFound(message, status, body)
     if status >= 500 or status in TRANSIENT_STATUSES:
         return ServerError(message, status, body)
@@ -232,6 +263,40 @@ class MasterClient:
         return self.request(
             "POST", f"/agents/{agent_id}/assignments/{assignment_id}/log",
             {"offset": offset, "data": data})
+
+    def batch(self, agent_id, logs, updates, sync=None):
+        """POST /agents/<id>/updates: log chunks, task updates and a sync
+        in one request (one transaction on the master).
+
+        ``logs`` are ``{"assignment", "offset", "data"}``, ``updates``
+        ``{"task", "attempt", "state", ...}`` and ``sync`` is None or
+        ``{"free_ram", "running": [(task, attempt), ...]}``. The answer
+        has one item per log chunk and per update, each with its own
+        ``status``, and the sync's answer (or None).
+
+        A 404 that is not about the agent (a master without this
+        endpoint, or a proxy's page) fails with :class:`OutdatedMaster`:
+        nothing in it is refused, it is all sent again later.
+        """
+        payload = {"logs": list(logs), "updates": list(updates)}
+        if sync is not None:
+            payload["sync"] = {
+                "free_ram": sync.get("free_ram"),
+                "running": [{"task": task, "attempt": attempt}
+                            for task, attempt in sync.get("running", ())]}
+        d = self.request("POST", f"/agents/{agent_id}/updates", payload)
+        d.addErrback(self._not_the_agent)
+        return d
+
+    @staticmethod
+    def _not_the_agent(failure):
+        error = failure.value
+        if isinstance(error, NotFound) and not unknown_agent(error):
+            raise OutdatedMaster(
+                f"{error.message} (not an answer about this agent: is the "
+                f"master older than this agent? upgrade it first)",
+                error.status, error.body)
+        return failure
 
     def close(self):
         """Close idle connections; fire when they are closed."""

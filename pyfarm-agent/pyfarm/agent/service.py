@@ -27,13 +27,15 @@ The loop:
    output. A "done" carries the files the frame wrote (``outputs``). A
    final state is sent only once the log before it reached the master.
 4. Task updates go through the :class:`~pyfarm.agent.outbox.Outbox`, in
-   order, retried while the master is away (a successful sync cuts a long
-   backoff short). A 409 or 404 for an update, or a "cancel" from sync,
-   of a task still open kills the assignment's process tree; its tasks
-   are dropped without a report (the master requeues them as lost). Once
-   the final states are acknowledged the agent syncs at once for work if
-   the last of them was "done" (after a failure it keeps the master's
-   pace).
+   order, retried while the master is away (a sync cuts a long backoff
+   short); it sends them in one request together with the waiting log
+   chunks and the sync, so a frame's end, its output and the claim of the
+   next frame cost one round trip. A 409 or 404 for an update, or a
+   "cancel" from sync, of a task still open kills the assignment's
+   process tree; its tasks are dropped without a report (the master
+   requeues them as lost). A process that ended well asks for work in
+   the request reporting its end (after a failure the agent keeps the
+   master's pace).
 """
 
 import json
@@ -56,7 +58,7 @@ from pyfarm.agent.errors import AgentError
 from pyfarm.agent.jobtypes import FrameDone, JobTypeError, Progress
 from pyfarm.agent.logs import LogStream
 from pyfarm.agent.master import MasterClient, NotFound
-from pyfarm.agent.outbox import Outbox
+from pyfarm.agent.outbox import COALESCE, LINGER, Outbox
 from pyfarm.agent.process import SpawnError
 from pyfarm.agent.retry import RetryPolicy
 from pyfarm.core.framerange import compact
@@ -195,8 +197,10 @@ class AgentService(service.MultiService):
                  rand=None, spawn=None, build_jobtype=None, policy=None,
                  environ=None, now=None,
                  progress_interval=PROGRESS_INTERVAL, find_software=None,
-                 describe_jobtypes=None):
+                 describe_jobtypes=None, linger=LINGER, coalesce=COALESCE):
         super().__init__()
+        self.linger = linger
+        self.coalesce = coalesce
         self.settings = settings
         self.reactor = reactor
         self.client = client
@@ -250,7 +254,9 @@ class AgentService(service.MultiService):
         self.outbox = Outbox(
             self.reactor, self.client, self.agent_id,
             data_dir / "outbox.json", self.policy, self.rand,
-            gate=self._log_gate, on_result=self._update_result)
+            gate=self._log_gate, on_result=self._update_result,
+            logs=lambda: list(self.logs.values()), linger=self.linger,
+            coalesce=self.coalesce)
         self._status = {}
         self.write_status(pid=os.getpid(), id=self.agent_id,
                           master=self.settings.master_url,
@@ -435,12 +441,20 @@ class AgentService(service.MultiService):
         return pairs
 
     def sync_soon(self, delay=0.0):
-        """Sync within ``delay`` seconds (sooner if one is due sooner)."""
+        """Sync within ``delay`` seconds (sooner if one is due sooner).
+
+        With no delay the sync joins the outbox's next request.
+        """
         if not self.registered or self.stopping:
             return
         if self._sync_in_flight:
-            if delay == 0:
+            if delay == 0 and not self.outbox.sync_pending():
                 self._sync_again = True
+            return
+        if delay == 0:
+            if self._sync_call is not None and self._sync_call.active():
+                self._sync_call.cancel()
+            self._sync()
             return
         due = self.reactor.seconds() + delay
         if self._sync_call is not None and self._sync_call.active():
@@ -457,8 +471,9 @@ class AgentService(service.MultiService):
         self._sync_again = False
         # maybeDeferred: an error building the request must reach the
         # errback, or _sync_in_flight would stay set and sync never again.
-        d = defer.maybeDeferred(lambda: self.client.sync(
-            self.agent_id, self.free_ram(), sorted(self.held())))
+        d = defer.maybeDeferred(lambda: self.outbox.request_sync(
+            lambda: {"free_ram": self.free_ram(),
+                     "running": sorted(self.held())}))
         d.addCallbacks(self._synced, self._sync_failed)
         d.addErrback(self._sync_bug)
 
@@ -542,7 +557,8 @@ class AgentService(service.MultiService):
         run.started_at = self.reactor.seconds()
         run.log = LogStream(self.reactor, self.client, self.agent_id, run.id,
                             self.policy, self.rand,
-                            on_progress=self.outbox.kick)
+                            on_progress=self.outbox.kick,
+                            courier=self.outbox)
         self.logs[run.id] = run.log
         try:
             run.jobtype = self.build_jobtype(
@@ -660,6 +676,12 @@ class AgentService(service.MultiService):
                 and len(path) <= MAX_OUTPUT_PATH]
 
     def _ended(self, status, run):
+        # The log's end, the final states and the sync asking for more
+        # work go in one request.
+        with self.outbox.holding():
+            self._end(status, run)
+
+    def _end(self, status, run):
         elapsed = self.reactor.seconds() - run.started_at
         logger.info("%s ended: %s after %.1f s", run.describe(),
                     status.describe(), elapsed)
@@ -684,6 +706,10 @@ class AgentService(service.MultiService):
                 self._final(run, task, "done" if succeeded else "failed",
                             error)
         self._finish(run)
+        if succeeded:
+            # A slot is free: ask for work now (after a failure, wait for
+            # the master's interval).
+            self.sync_soon()
 
     def _end_bug(self, failure, run):
         logger.error("%s: unexpected error at its end: %s", run.describe(),
@@ -740,12 +766,13 @@ class AgentService(service.MultiService):
 
     # -- outbox callbacks ----------------------------------------------
 
-    def _log_gate(self, update):
+    def _log_gate(self, update, sizes=None):
         gate = update.get("log")
         if not gate:
             return True
         log = self.logs.get(gate[0])
-        return log is None or log.flushed(gate[1])
+        return log is None or log.flushed(gate[1]) or \
+            (sizes or {}).get(gate[0], 0) >= gate[1]
 
     def _update_result(self, result, update, detail):
         if result in ("conflict", "gone"):
@@ -755,6 +782,7 @@ class AgentService(service.MultiService):
         # for the master's interval, so that work failing at once (a
         # missing renderer) does not turn into a loop as fast as the master
         # can answer.
-        if update["state"] == "done" and not self.outbox.final_pairs():
+        if update["state"] == "done" and not self.outbox.final_pairs() \
+                and not self.outbox.synced:
             self.sync_soon()
 

@@ -7,6 +7,7 @@ The agent protocol (agent-role tokens and admins).
     POST /api/v1/agents/<id>/sync                        sync (pull work)
     PUT  /api/v1/agents/<id>/tasks/<task_id>             task update
     POST /api/v1/agents/<id>/assignments/<aid>/log       log chunk
+    POST /api/v1/agents/<id>/updates                     all of these at once
 
 An agent token may act only for the agents its user registered.
 """
@@ -22,9 +23,11 @@ from pyfarm.master.api import api
 from pyfarm.master.api.agents import agent_to_dict
 from pyfarm.master.auth import require_roles
 from pyfarm.master.db import db, utcnow
+from pyfarm.master.errors import ApiError, BadRequest, NotFound
 from pyfarm.master.services import agents as agent_service
 from pyfarm.master.services import tasks as task_service
 from pyfarm.master.services.catalog import name_problem
+from pyfarm.master.services.rollup import rollup_jobs
 from pyfarm.master.validation import (
     Count,
     Id,
@@ -174,6 +177,64 @@ class LogChunk(Strict):
     data: str
 
 
+class BatchTaskUpdate(TaskUpdate):
+    """A task update inside ``POST /api/v1/agents/<id>/updates``."""
+
+    task: Id
+
+
+class BatchLogChunk(LogChunk):
+    """A log chunk inside ``POST /api/v1/agents/<id>/updates``."""
+
+    assignment: Annotated[str, AfterValidator(_uuid)]
+
+
+#: Most task updates and log chunks one batch may carry.
+MAX_BATCH_UPDATES = 1000
+MAX_BATCH_LOGS = 100
+
+
+class Batch(Strict):
+    """Body of ``POST /api/v1/agents/<id>/updates``.
+
+    The items are checked one by one (:func:`parse_item`), so that one
+    malformed item is answered 400 on its own.
+    """
+
+    logs: Annotated[list[Any], Field(max_length=MAX_BATCH_LOGS)] = []
+    updates: Annotated[list[Any],
+                       Field(max_length=MAX_BATCH_UPDATES)] = []
+    sync: Sync | None = None
+
+
+#: ``code`` of the 404 answering an agent the master does not know, so
+#: that an agent tells it from a 404 of a master without the endpoint.
+UNKNOWN_AGENT = "unknown_agent"
+
+
+def parse_item(model, payload, keys):
+    """Return ``(item, answer)``: the validated ``payload`` and None, or
+    None and the item's 400 answer (naming it by ``keys`` when it can)."""
+    if not isinstance(payload, dict):
+        return None, {"error": "each item must be a JSON object",
+                      "status": BadRequest.status}
+    try:
+        return parse(model, payload), None
+    except BadRequest as error:
+        answer = {key: payload[key] for key in keys if key in payload}
+        return None, {**answer, **error.to_dict(), "status": error.status}
+
+
+def known_agent(agent_id, lock=False):
+    """Return the agent the token may act for; its 404 carries ``code``."""
+    try:
+        return agent_service.get_agent(db.session, g.user, agent_id,
+                                       lock=lock)
+    except NotFound as error:
+        raise NotFound(error.message, code=UNKNOWN_AGENT,
+                       **error.extra) from None
+
+
 def settings():
     """Return the master's settings."""
     return current_app.config["PYFARM"]
@@ -198,6 +259,7 @@ def agent_register():
 def agent_sync(agent_id):
     """Answer a sync: assignments, cancellations, when to call next."""
     body = parse(Sync, json_body())
+    known_agent(agent_id)
     answer = agent_service.sync_agent(
         db.session, g.user, agent_id,
         [(held.task, held.attempt) for held in body.running], utcnow(),
@@ -211,7 +273,7 @@ def agent_sync(agent_id):
 def agent_task_update(agent_id, task_id):
     """Apply an agent's update of a task (409: stop that process)."""
     body = parse(TaskUpdate, json_body())
-    agent = agent_service.get_agent(db.session, g.user, agent_id)
+    agent = known_agent(agent_id)
     answer = task_service.report_task(
         db.session, agent.id, task_id, body.attempt, body.state, utcnow(),
         progress=body.progress, error=body.error, outputs=body.outputs)
@@ -225,9 +287,88 @@ def agent_log_append(agent_id, assignment_id):
     """Append a chunk to an assignment's log; answer the log's size."""
     # A process may print NUL characters; the log is a file, not a column.
     body = parse(LogChunk, json_body(allow_nul=True))
-    agent = agent_service.get_agent(db.session, g.user, agent_id)
+    agent = known_agent(agent_id)
     size = task_service.append_log(
         db.session, current_app.extensions["pyfarm.logstore"], agent.id,
         assignment_id, body.offset, body.data.encode("utf-8"))
     db.session.commit()
     return jsonify({"size": size})
+
+
+@api.post("/agents/<agent_id>/updates")
+@require_roles(*AGENT_ROLES)
+def agent_batch(agent_id):
+    """Apply log chunks, then task updates, then a sync, in one transaction;
+    answer each item on its own."""
+    body = parse(Batch, json_body(allow_nul=True))
+    now = utcnow()
+    # The agent's row first: a sync locks it before the jobs and tasks, so
+    # the updates must not lock those before it (no deadlock).
+    agent = known_agent(agent_id, lock=True)
+    chunks = [parse_item(BatchLogChunk, item, ("assignment",))
+              for item in body.logs]
+    items = [parse_item(BatchTaskUpdate, item, ("task", "attempt"))
+             for item in body.updates]
+    # Then the jobs of every update that may end a task, all at once and
+    # in id order: two batches taking them one by one in the order of
+    # their updates could each wait for the other (PostgreSQL).
+    task_service.lock_jobs_of(
+        db.session, [update.task for update, _ in items
+                     if update is not None
+                     and update.state in task_service.ENDING_STATES])
+    store = current_app.extensions["pyfarm.logstore"]
+    logs, refused = [], False
+    for chunk, problem in chunks:
+        if problem is not None:
+            refused = True
+            logs.append(problem)
+            continue
+        item = {"assignment": chunk.assignment}
+        try:
+            item["size"] = task_service.append_log(
+                db.session, store, agent.id, chunk.assignment, chunk.offset,
+                chunk.data.encode("utf-8"))
+            item["status"] = 200
+        except ApiError as error:
+            refused = True
+            item.update(error.to_dict(), status=error.status)
+        logs.append(item)
+    updates, ended, jobs = [], set(), set()
+    for update, problem in items:
+        if problem is not None:
+            updates.append(problem)
+            continue
+        item = {"task": update.task, "attempt": update.attempt}
+        if refused:
+            # The agent sends a final state only after the output before
+            # it; a refused chunk may be that output.
+            item.update(status=424, error="not applied: a log chunk of "
+                        "this request was refused; send it again after "
+                        "the log")
+            updates.append(item)
+            continue
+        try:
+            answer = task_service.report_task(
+                db.session, agent.id, update.task, update.attempt,
+                update.state, now, progress=update.progress,
+                error=update.error, outputs=update.outputs, rollup=jobs)
+        except ApiError as error:  # raised before the update changed rows
+            item.update(error.to_dict(), status=error.status)
+        else:
+            item.update(answer, status=200)
+            if update.state in task_service.ENDING_STATES:
+                ended.add((update.task, update.attempt))
+        updates.append(item)
+    if jobs:
+        db.session.flush()
+        rollup_jobs(db.session, jobs, now)
+    answer = {"logs": logs, "updates": updates, "sync": None}
+    if body.sync is not None:
+        # What this request just ended is no longer held.
+        held = [(item.task, item.attempt) for item in body.sync.running
+                if (item.task, item.attempt) not in ended]
+        answer["sync"] = agent_service.sync_agent(
+            db.session, g.user, agent_id, held, now, settings(),
+            free_ram=body.sync.free_ram)
+    db.session.commit()
+    return jsonify(answer)

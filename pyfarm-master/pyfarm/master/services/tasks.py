@@ -49,14 +49,36 @@ def dialect_insert(session, model):
     raise NotImplementedError(f"database {name!r} is not supported")
 
 
+def lock_jobs_of(session, task_ids):
+    """Lock the jobs of ``task_ids`` at once, in id order.
+
+    A caller about to end several tasks in one transaction calls it
+    first: :func:`report_task` then finds its job locked already, and two
+    transactions never wait for each other's jobs (a deadlock on
+    PostgreSQL when each took them in the order of its own tasks).
+    """
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    return lock_jobs(session, session.execute(
+        select(Task.job_id).where(Task.id.in_(ids))).scalars())
+
+
 def report_task(session, agent_id, task_id, attempt, state, now,
-                progress=None, error=None, outputs=None):
+                progress=None, error=None, outputs=None, rollup=None):
     """Apply an agent's update of one task; return the answer's body.
 
     ``outputs`` lists the files a ``done`` attempt wrote; it is stored on
     the attempt. Raises :class:`BadRequest` for ``outputs`` with another
     state, :class:`NotFound` for an unknown task and :class:`Conflict`
-    when ``attempt`` is not this agent's current attempt of the task.
+    when ``attempt`` is not this agent's current attempt of the task;
+    these are raised before anything changed, so a caller applying several
+    updates in one transaction may go on with the next one.
+
+    ``rollup``, a set, collects the ids of the jobs to roll up instead of
+    rolling each one up at once: a caller applying many updates rolls
+    them up once (with :func:`~pyfarm.master.services.rollup.rollup_jobs`)
+    before it commits.
     """
     if state not in REPORTABLE_STATES:
         raise ValueError(f"cannot report state {state!r}")
@@ -93,6 +115,12 @@ def report_task(session, agent_id, task_id, attempt, state, now,
         row.outputs = list(outputs)
     APPLY[state](session, task, row, now, progress, error)
     task.updated_at = now
+    if state in ENDING_STATES:
+        if rollup is None:
+            session.flush()
+            rollup_job(session, session.get(Job, task.job_id), now)
+        else:
+            rollup.add(task.job_id)
     return _answer(task, attempt)
 
 
@@ -117,8 +145,6 @@ def _apply_done(session, task, row, now, progress, error):
     row.state = WorkState.DONE
     row.started_at = row.started_at or now
     row.finished_at = now
-    session.flush()
-    rollup_job(session, session.get(Job, task.job_id), now)
 
 
 def _apply_failed(session, task, row, now, progress, error):
@@ -136,8 +162,6 @@ def _apply_failed(session, task, row, now, progress, error):
         task.finished_at = now
     else:
         _requeue(task)
-    session.flush()
-    rollup_job(session, job, now)
 
 
 APPLY = {
