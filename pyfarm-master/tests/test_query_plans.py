@@ -6,6 +6,7 @@ agent protocol, the scheduler pass and the job changes, and refuse a full
 scan of a table that grows with finished work.
 """
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -114,6 +115,10 @@ def test_a_working_day_scans_no_growing_table(app, sqlite, session,
                                job_service.JobChanges(state="paused"), NOW)
         session.commit()
         run_pass(session, NOW + timedelta(hours=1), settings,
+                 started_at=NOW)
+        # Where syncs do not claim, the loop claims for agents with room.
+        run_pass(session, NOW + timedelta(hours=1),
+                 dataclasses.replace(settings, claim_on_sync=False),
                  started_at=NOW)
         release_agent_tasks(session, AGENT_ID, NOW)
         job_service.delete_job(session, limited.id, admin)

@@ -17,6 +17,14 @@ from pyfarm.master.scheduler import loop
 T0 = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def loop_claims(app):
+    """The loop claims only when syncs do not (``claim_on_sync`` off);
+    most tests here are about its claims."""
+    app.config["PYFARM"] = dataclasses.replace(
+        app.config["PYFARM"], claim_on_sync=False)
+
+
 def make_job(start=1, end=4, **fields):
     """Insert a job with one task per frame; return its id."""
     session = db.session
@@ -223,6 +231,7 @@ def test_cli_scheduler_once(app, database_url, tmp_path, monkeypatch):
     make_job(1, 1)
     agent = make_agent("node")
     monkeypatch.setenv("PYFARM_DATABASE_URL", database_url)
+    monkeypatch.setenv("PYFARM_CLAIM_ON_SYNC", "false")
     monkeypatch.setenv("PYFARM_DATA_DIR", str(tmp_path / "cli"))
     monkeypatch.setenv("PYFARM_CONFIG", str(tmp_path / "none.toml"))
     (tmp_path / "none.toml").write_text("")
@@ -262,3 +271,45 @@ def test_once_with_an_earlier_start_marks_lost_agents(app):
     loop.run(app, once=True, clock=fake.clock, sleep=fake.sleep,
              started_at=T0 - timedelta(seconds=settings.lost_timeout))
     assert state_of(stale) == "offline"
+
+
+def test_with_claims_on_sync_the_loop_claims_nothing(app):
+    app.config["PYFARM"] = dataclasses.replace(
+        app.config["PYFARM"], claim_on_sync=True)
+    make_job(1, 4)
+    agent = make_agent("node")
+    stale = make_agent("stale", heard=T0 - timedelta(hours=1))
+    result = loop.run_pass(db.session, T0, app.config["PYFARM"],
+                           started_at=T0 - timedelta(hours=1))
+    assert result == {"lost": [stale], "assignments": 0}
+    assert held_by(agent) == []
+
+
+def test_full_agents_are_not_asked(app, monkeypatch):
+    make_job(1, 6)
+    full = make_agent("full", cpus=1, heard=T0 - timedelta(seconds=3))
+    roomy = make_agent("roomy", cpus=2, heard=T0 - timedelta(seconds=2))
+    assert loop.run_pass(db.session, T0, app.config["PYFARM"]) == {
+        "lost": [], "assignments": 3}
+    asked = []
+    real = loop.claim_for_agent
+
+    def claim(session, agent, now, settings):
+        asked.append(agent.id)
+        return real(session, agent, now, settings)
+
+    monkeypatch.setattr(loop, "claim_for_agent", claim)
+    # Both hold one assignment per cpu: nobody is asked.
+    assert loop.run_pass(db.session, T0, app.config["PYFARM"]) == {
+        "lost": [], "assignments": 0}
+    assert asked == []
+    # One of the roomy agent's frames ends: only it is asked.
+    db.session.execute(
+        Task.__table__.update().where(Task.agent_id == roomy,
+                                      Task.frame == min(held_by(roomy)))
+        .values(state="done"))
+    db.session.commit()
+    assert loop.run_pass(db.session, T0, app.config["PYFARM"]) == {
+        "lost": [], "assignments": 1}
+    assert asked == [roomy]
+    assert len(held_by(full)) == 1

@@ -308,6 +308,7 @@ class Statements:
     def __init__(self, engine):
         self.engine = engine
         self.count = 0
+        self.seen = []
 
     def __enter__(self):
         sa.event.listen(self.engine, "before_cursor_execute", self.record)
@@ -316,8 +317,9 @@ class Statements:
     def __exit__(self, *exc):
         sa.event.remove(self.engine, "before_cursor_execute", self.record)
 
-    def record(self, *args):
+    def record(self, conn, cursor, statement, *args):
         self.count += 1
+        self.seen.append(" ".join(statement.split()))
 
 
 def test_sync_cost_does_not_grow_with_finished_tasks(app, session,
@@ -437,3 +439,24 @@ def test_sync_after_being_lost_brings_it_back(session, agent_user,
     assert len(answer["assignments"]) == 2
     assert {t["attempt"] for a in answer["assignments"]
             for t in a["tasks"]} == {2}
+
+
+
+def test_a_sync_that_claims_reads_the_agent_and_its_tasks_once(
+        app, session, agent_user, settings):
+    from pyfarm.master.db import db
+
+    make_job(session, 1, 4)
+    register(session, agent_user, cpus=1)
+    session.expire_all()
+    with Statements(db.engine) as recorded:
+        answer = sync(session, agent_user, settings)
+    assert len(answer["assignments"]) == 1
+    agent_reads = [sql for sql in recorded.seen
+                   if sql.startswith("SELECT agents.")
+                   and "agents.id =" in sql]
+    held_reads = [sql for sql in recorded.seen
+                  if sql.startswith("SELECT") and "FROM tasks" in sql
+                  and "tasks.agent_id =" in sql]
+    assert len(agent_reads) == 1, agent_reads
+    assert len(held_reads) == 1, held_reads

@@ -14,7 +14,18 @@ decision does not grow with the number of finished tasks.
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from pyfarm.core.enums import ACTIVE_TASK_STATES, AgentState, WorkState
@@ -98,25 +109,34 @@ def assignment_dicts(session, groups, tag_ids):
             for job_id, tasks in groups]
 
 
-def claim_for_agent(session, agent, now, settings):
+def claim_for_agent(session, agent, now, settings, held=None):
     """Claim work for ``agent``'s free capacity; return new Assignments.
 
     Does not commit. The agent row is locked (PostgreSQL) so that a sync
     and the scheduler loop claiming for the same agent do not both fill
-    its capacity.
+    its capacity. A caller that locked and reloaded the agent row itself
+    passes what the agent holds as ``held``, ``(cpus, ram)`` per held
+    assignment, read under that lock: two queries fewer.
     """
-    # Read the state under the lock: ``agent`` may have been loaded before
-    # an admin disabled it or another master declared it lost.
-    state = session.execute(select(Agent.state).where(Agent.id == agent.id)
-                            .with_for_update()).scalar()
+    if held is None:
+        # Read the state under the lock: ``agent`` may have been loaded
+        # before an admin disabled it or another master declared it lost.
+        state = session.execute(
+            select(Agent.state).where(Agent.id == agent.id)
+            .with_for_update()).scalar()
+    else:
+        state = agent.state
     if state not in WORKING_AGENT_STATES:
         return []
-    free = held_capacity(session, agent)
+    free = (held_capacity(session, agent) if held is None else
+            planning.free_capacity(agent.cpus, agent.ram, list(held)))
     if free[0] < 1:
         return []
     profile = agent_profile(agent)
     jobs = candidate_jobs(session, profile, free, now, settings)
-    avoid_since = failed_avoided_since(session, agent.id, now, settings)
+    if not jobs:
+        return []
+    avoid_since = now - timedelta(seconds=settings.lost_timeout)
     groups = []
     for job in jobs:
         while planning.fits(free, job):
@@ -178,22 +198,28 @@ def runnable_jobs(free):
 
 
 def candidate_jobs(session, profile, free, now, settings):
-    """Return the jobs ``profile``'s agent may take, in serving order."""
+    """Return the jobs ``profile``'s agent may take, in serving order.
+
+    One query reads the runnable jobs with what the agent's rules need
+    (whether the blocklist keeps the agent off a job, how many other
+    agents hold tasks of a job with ``maximum_agents``), one more their
+    tag and software requirements.
+    """
     runnable = runnable_jobs(free)
     rows = session.execute(
         select(Job.id, Job.priority, Job.weight, Job.cpus, Job.ram, Job.by,
                Job.batch, Job.maximum_agents,
                func.coalesce(JobQueue.priority, 0).label("queue_priority"),
-               JobType.software.label("program"))
+               JobType.software.label("program"),
+               other_agents(profile.id).label("others"))
         .join(JobType, JobType.id == Job.jobtype_id)
         .outerjoin(JobQueue, JobQueue.id == Job.jobqueue_id)
-        .where(Job.id.in_(runnable))).all()
+        .where(Job.id.in_(runnable),
+               ~blocklisted(profile.id, now, settings))).all()
     if not rows:
         return []
     tags, software = requirements(session, runnable)
     programs = software_ids(session, {row.program for row in rows})
-    blocked = blocklisted_jobs(session, profile.id, now, settings)
-    others = other_agents_per_job(session, profile.id, runnable)
     jobs = []
     for row in rows:
         if row.program is not None and row.program not in programs:
@@ -206,29 +232,59 @@ def candidate_jobs(session, profile, free, now, settings):
             tag_requirements=tuple(tags.get(row.id, ())),
             software_requirements=planning.with_program(
                 software.get(row.id, ()), programs.get(row.program)))
-        if (job.id not in blocked and planning.matches(profile, job)
+        if (planning.matches(profile, job)
                 and planning.below_maximum(job.maximum_agents,
-                                           others.get(job.id, 0))):
+                                           row.others or 0)):
             jobs.append(job)
     return planning.order_jobs(jobs)
 
 
+def blocklisted(agent_id, now, settings):
+    """Return the condition "``agent_id`` is kept off the job for failing
+    it" (see :func:`planning.is_blocklisted`) on :class:`Job` rows."""
+    since = now - timedelta(seconds=settings.blocklist_forgive)
+    return exists(select(AgentJobFailure.job_id).where(
+        AgentJobFailure.job_id == Job.id,
+        AgentJobFailure.agent_id == agent_id,
+        AgentJobFailure.failures >= settings.blocklist_failures,
+        AgentJobFailure.last_failed_at.is_not(None),
+        AgentJobFailure.last_failed_at
+        > literal(since, AgentJobFailure.last_failed_at.type)))
+
+
+def other_agents(agent_id):
+    """Return the column "distinct other agents holding tasks of the
+    job", counted only for jobs with a ``maximum_agents`` (else NULL)."""
+    count = (select(func.count(func.distinct(Task.agent_id)))
+             .where(Task.job_id == Job.id, Task.state.in_(ACTIVE),
+                    Task.agent_id != agent_id)
+             .correlate(Job).scalar_subquery())
+    return case((Job.maximum_agents.is_not(None), count), else_=None)
+
+
 def requirements(session, job_ids):
-    """Return ``(tags, software)`` requirements by job id."""
-    tags, software = {}, {}
-    for row in session.execute(
-            select(JobTagRequirement.job_id, JobTagRequirement.tag_id,
-                   JobTagRequirement.negate)
-            .where(JobTagRequirement.job_id.in_(job_ids))):
-        tags.setdefault(row.job_id, []).append((row.tag_id, row.negate))
-    for row in session.execute(
-            select(JobSoftwareRequirement.job_id,
-                   JobSoftwareRequirement.software_id,
+    """Return ``(tags, software)`` requirements by job id (one query)."""
+    none = null().cast(String(64))
+    rows = session.execute(
+        select(JobTagRequirement.job_id, literal("tag").label("kind"),
+               JobTagRequirement.tag_id.label("ref"),
+               JobTagRequirement.negate, none.label("min_version"),
+               none.label("max_version"))
+        .where(JobTagRequirement.job_id.in_(job_ids))
+        .union_all(
+            select(JobSoftwareRequirement.job_id, literal("software"),
+                   JobSoftwareRequirement.software_id, literal(False),
                    JobSoftwareRequirement.min_version,
                    JobSoftwareRequirement.max_version)
-            .where(JobSoftwareRequirement.job_id.in_(job_ids))):
-        software.setdefault(row.job_id, []).append(
-            (row.software_id, row.min_version, row.max_version))
+            .where(JobSoftwareRequirement.job_id.in_(job_ids))))
+    tags, software = {}, {}
+    for row in rows:
+        if row.kind == "tag":
+            tags.setdefault(row.job_id, []).append(
+                (row.ref, bool(row.negate)))
+        else:
+            software.setdefault(row.job_id, []).append(
+                (row.ref, row.min_version, row.max_version))
     return tags, software
 
 
@@ -242,61 +298,18 @@ def software_ids(session, names):
         select(Software.name, Software.id).where(Software.name.in_(names)))}
 
 
-def blocklisted_jobs(session, agent_id, now, settings):
-    """Return the ids of jobs ``agent_id`` is kept off for failing them."""
-    rows = session.execute(
-        select(AgentJobFailure.job_id, AgentJobFailure.failures,
-               AgentJobFailure.last_failed_at)
-        .where(AgentJobFailure.agent_id == agent_id,
-               AgentJobFailure.failures >= settings.blocklist_failures))
-    return {row.job_id for row in rows if planning.is_blocklisted(
-        row.failures, row.last_failed_at, now,
-        settings.blocklist_failures, settings.blocklist_forgive)}
-
-
-def other_agents_per_job(session, agent_id, job_ids):
-    """Return ``{job_id: n}``: distinct other agents holding its tasks,
-    for jobs among ``job_ids`` that have a ``maximum_agents``."""
-    limited = select(Job.id).where(Job.id.in_(job_ids),
-                                   Job.maximum_agents.is_not(None))
-    rows = session.execute(
-        select(Task.job_id, func.count(func.distinct(Task.agent_id)))
-        .where(Task.job_id.in_(limited), Task.state.in_(ACTIVE),
-               Task.agent_id != agent_id)
-        .group_by(Task.job_id))
-    return dict(rows.all())
-
-
-def other_agents_working(session, agent_id):
-    """Whether another agent is online or running (then a task that
-    failed on ``agent_id`` is left to the others)."""
-    return session.execute(
-        select(Agent.id).where(Agent.state.in_(WORKING_AGENT_STATES),
-                               Agent.id != agent_id).limit(1)
-    ).first() is not None
-
-
-def failed_avoided_since(session, agent_id, now, settings):
-    """Return since when tasks ``agent_id`` failed are left to others.
-
-    A failed task prefers other agents, but only for ``lost_timeout``:
-    by then every live agent has synced and could have taken it. Another
-    agent being online does not mean it can run the job (tags, software,
-    blocklist), so avoiding the task for ever could leave it queued for
-    ever. ``None`` (alone on the farm): nothing is avoided.
-    """
-    if not other_agents_working(session, agent_id):
-        return None
-    return now - timedelta(seconds=settings.lost_timeout)
-
-
 def claim_batch(session, agent_id, job, now, avoid_since=None):
     """Claim one batch of ``job``'s queued tasks; return the won tasks.
 
     The batch is the lowest queued frames forming a consecutive run of up
-    to ``job.batch`` frames. Tasks that failed on this agent and changed
-    after ``avoid_since`` are skipped. Returns an empty list when nothing
-    was won.
+    to ``job.batch`` frames. Returns an empty list when nothing was won.
+
+    A task that failed on this agent prefers other agents: it is skipped
+    if it changed after ``avoid_since`` (``now - lost_timeout``: by then
+    every live agent has synced and could have taken it; another agent
+    being online does not mean it can run the job, so avoiding the task
+    for ever could leave it queued for ever), unless no other agent is
+    online or running (the check is part of the statement).
     """
     if job.maximum_agents is not None and not _slot_left(
             session, agent_id, job):
@@ -307,9 +320,15 @@ def claim_batch(session, agent_id, job, now, avoid_since=None):
         .order_by(Task.frame, Task.id).limit(job.batch)
         .with_for_update(skip_locked=True, of=Task))
     if avoid_since is not None:
+        alone = ~exists(select(Agent.id).where(
+            Agent.state.in_(WORKING_AGENT_STATES), Agent.id != agent_id))
         query = query.where(or_(Task.last_failed_agent_id.is_(None),
                                 Task.last_failed_agent_id != agent_id,
-                                Task.updated_at < avoid_since))
+                                Task.updated_at < avoid_since, alone))
+    if job.batch == 1:
+        # One statement: the lowest queued frame, locked and taken.
+        return take_tasks(session, agent_id, job.id,
+                          query.with_only_columns(Task.id), now)
     queued = [tuple(row) for row in session.execute(query)]
     batch = planning.consecutive_batch(queued, job.by, job.batch)
     if not batch:
@@ -333,6 +352,9 @@ def _slot_left(session, agent_id, job):
 def take_tasks(session, agent_id, job_id, task_ids, now):
     """Compare-and-set: assign those of ``task_ids`` still queued.
 
+    ``task_ids`` is a list of ids, or a SELECT of at most one id (run as
+    the UPDATE's scalar subquery: once, before any row is changed).
+
     Returns the won tasks (``id``, ``frame``, ``attempt``,
     ``assignment_id``), inserts their attempt rows and marks the job
     running.
@@ -342,7 +364,9 @@ def take_tasks(session, agent_id, job_id, task_ids, now):
         Job.id == Task.job_id, Job.state.in_(CLAIMABLE_JOB_STATES)))
     won = session.execute(
         update(Task)
-        .where(Task.id.in_(task_ids), Task.job_id == job_id,
+        .where(Task.id.in_(task_ids) if isinstance(task_ids, list)
+               else Task.id == task_ids.scalar_subquery(),
+               Task.job_id == job_id,
                Task.state == WorkState.QUEUED, claimable)
         .values(state=WorkState.ASSIGNED, agent_id=agent_id,
                 assignment_id=assignment_id, attempt=Task.attempt + 1,

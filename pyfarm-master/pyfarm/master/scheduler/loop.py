@@ -3,22 +3,35 @@ The scheduler loop behind ``pyfarm-master scheduler``.
 
 Every ``scheduler_interval`` seconds: declare agents not heard from within
 ``lost_timeout`` offline (after a grace period of ``lost_timeout`` from
-the loop's start), then claim work for every online agent with free
-capacity. Each agent's claim is its own short transaction. Several loops
-may run against one PostgreSQL database.
+the loop's start), then, unless syncs claim (``claim_on_sync``), claim
+work for every online agent with free capacity (agents holding an
+assignment per cpu are not even asked). Each agent's claim is its own
+short transaction. Several loops may run against one PostgreSQL database.
+
+Why the loop leaves claiming to the syncs when they claim: an agent
+learns of work only when it syncs, and its sync claims then, so a claim
+by the loop brings the agent nothing sooner. It would only put the claims
+of every idle agent into this one process, one after the other (at a
+thousand agents most of them idle between syncs, a pass took longer than
+the agents' sync interval), and hold frames for agents that are not
+asking while others that are asking go without.
 
 The clock and the sleep function are injected so that tests never wait.
 """
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from pyfarm.core.logger import getLogger
 from pyfarm.master.db import db, utcnow
-from pyfarm.master.models import Agent
-from pyfarm.master.scheduler.claim import WORKING_AGENT_STATES, claim_for_agent
+from pyfarm.master.models import Agent, Task
+from pyfarm.master.scheduler.claim import (
+    ACTIVE,
+    WORKING_AGENT_STATES,
+    claim_for_agent,
+)
 from pyfarm.master.services.agents import mark_lost_agents
 
 logger = getLogger("master.scheduler")
@@ -31,9 +44,9 @@ def run_pass(session, now, settings, started_at=None):
     """
     lost = mark_lost_agents(session, now, settings, started_at=started_at)
     session.commit()
-    agent_ids = session.execute(
-        select(Agent.id).where(Agent.state.in_(WORKING_AGENT_STATES))
-        .order_by(Agent.last_heard_at, Agent.id)).scalars().all()
+    if settings.claim_on_sync:
+        return {"lost": lost, "assignments": 0}
+    agent_ids = session.execute(agents_with_room()).scalars().all()
     assignments = 0
     for agent_id in agent_ids:
         agent = session.get(Agent, agent_id, populate_existing=True)
@@ -52,6 +65,23 @@ def run_pass(session, now, settings, started_at=None):
     # End the read transaction too: on SQLite it holds the write lock.
     session.commit()
     return {"lost": lost, "assignments": assignments}
+
+
+def agents_with_room():
+    """Return a SELECT of the working agents that may have room for work,
+    longest unheard first.
+
+    Every assignment takes at least one cpu, so an agent holding as many
+    assignments as it has cpus is full and left out: with a thousand busy
+    agents a pass costs one query, not a claim per agent. (The claim
+    checks the room of the others exactly, ram included.)
+    """
+    held = (select(func.count(func.distinct(Task.assignment_id)))
+            .where(Task.agent_id == Agent.id, Task.state.in_(ACTIVE))
+            .correlate(Agent).scalar_subquery())
+    return (select(Agent.id)
+            .where(Agent.state.in_(WORKING_AGENT_STATES), held < Agent.cpus)
+            .order_by(Agent.last_heard_at, Agent.id))
 
 
 def run(app, once=False, clock=None, sleep=None, stop=None,

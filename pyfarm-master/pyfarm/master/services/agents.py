@@ -15,6 +15,7 @@ from pyfarm.core.logger import getLogger
 from pyfarm.master.errors import Forbidden, NotFound
 from pyfarm.master.models import (
     Agent,
+    Job,
     Software,
     SoftwareVersion,
     Tag,
@@ -169,7 +170,8 @@ def sync_agent(session, user, agent_id, running, now, settings,
         agent.state = AgentState.ONLINE
     held = session.execute(
         select(Task.id, Task.attempt, Task.state, Task.frame,
-               Task.assignment_id, Task.job_id)
+               Task.assignment_id, Task.job_id, Job.cpus, Job.ram)
+        .join(Job, Job.id == Task.job_id)
         .where(Task.agent_id == agent.id, Task.state.in_(ACTIVE))).all()
     listed = {(int(task), int(attempt)) for task, attempt in running}
     current = {(task.id, task.attempt) for task in held}
@@ -186,7 +188,13 @@ def sync_agent(session, user, agent_id, running, now, settings,
         task for task in held if task.state == WorkState.ASSIGNED
         and (task.id, task.attempt) not in listed])
     if settings.claim_on_sync and agent.state != AgentState.DISABLED:
-        assignments += claim_for_agent(session, agent, now, settings)
+        # The agent row is locked and fresh, and ``held`` was read under
+        # that lock: the claim need not read either again.
+        kept = {(task.assignment_id, task.cpus, task.ram) for task in held
+                if task.id not in lost}
+        assignments += claim_for_agent(
+            session, agent, now, settings,
+            held=[(cpus, ram) for _, cpus, ram in kept])
     if agent.state != AgentState.DISABLED:
         holds = len(held) > len(lost) or bool(assignments)
         agent.state = AgentState.RUNNING if holds else AgentState.ONLINE
