@@ -3,52 +3,28 @@ The dispatch-at-scale benchmark (``bench/scale.py``) and its simulated
 agents (``bench/simagents.py``) run: a few agents, a few seconds.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from farmlib import NoPostgres, postgres_database
+from benchrun import bench_summary, require_postgres, run_bench
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module", autouse=True)
 def needs_postgres():
     """These benchmarks run on PostgreSQL only."""
-    try:
-        _, drop = postgres_database()
-    except NoPostgres as error:
-        pytest.skip(str(error))
-    drop()
-
-
-def bench(name, *args, timeout=240):
-    """Run ``bench/<name>.py args``; return its exit status and output."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    return result.returncode, result.stdout, result.stderr
-
-
-def summary(stdout):
-    """Return the JSON summary a benchmark prints."""
-    return json.loads(stdout[stdout.index("\n{") + 1:
-                             stdout.rindex("\n}") + 2])
+    require_postgres()
 
 
 @pytest.mark.parametrize("masters", ["1", "2"])
 def test_scale_hands_out_frames_and_checks_them(masters):
-    status, out, err = bench(
+    status, out, err = run_bench(
         "scale", "--agents", "8", "--frames", "300", "--runs", "1",
         "--seconds", "2", "--warmup", "0.5", "--sync-interval", "0.5",
         "--workers", "1", "--masters", masters, "--log-chunk")
     # The targets are not reachable at this size: the exit status says
     # only whether they were met.
     assert status in (0, 1), err
-    result = summary(out)
+    result = bench_summary(out)
     assert result["machine"]["database"].startswith("PostgreSQL")
     counts = [1, 2] if masters == "2" else [1]
     for count in counts:

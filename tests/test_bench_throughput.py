@@ -1,34 +1,24 @@
 """Smoke test of ``bench/throughput.py``: tiny sizes, checks it runs and
 that its output is sane (the real figures come from the full run)."""
 
-import json
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from benchrun import ROOT, bench_summary, run_bench
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "throughput.py"
 
 
-def summary(stdout):
-    """Return the JSON summary the benchmark prints last."""
-    return json.loads(stdout[stdout.index("\n{") + 1:])
-
-
 def test_pyfarm_side_runs_and_reports_frames_per_second():
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--frames", "6", "--runs", "1",
-         "--database", "sqlite", "--no-celery",
-         "--set", "PYFARM_SYNC_INTERVAL=0.5"],
-        capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "PyFarm on SQLite" in result.stdout
-    report = summary(result.stdout)
+    status, out, err = run_bench(
+        "throughput", "--frames", "6", "--runs", "1", "--database",
+        "sqlite", "--no-celery", "--set", "PYFARM_SYNC_INTERVAL=0.5")
+    assert status == 0, out + err
+    assert "PyFarm on SQLite" in out
+    report = bench_summary(out)
     [sqlite] = report["pyfarm"]
     assert report["frames"] == 6 and report["celery"] is None
     assert len(sqlite["runs"]) == 1 and sqlite["frames_per_second"] > 0
