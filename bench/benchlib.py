@@ -19,7 +19,8 @@ from farmlib import Farm, postgres_database  # noqa: E402
 def bench_farm(database, settings=None):
     """Yield a :class:`Farm` (not started) on a fresh ``database``
     (``"sqlite"`` or ``"postgresql"``) with ``settings`` (``PYFARM_*``
-    variables) and quiet logs; stop it and drop the database after."""
+    variables) and quiet logs; stop it and drop the database after. When
+    the benchmark fails, the end of each process's log is printed."""
     with tempfile.TemporaryDirectory(prefix="pyfarm-bench-") as root:
         drop = None
         if database == "sqlite":
@@ -31,6 +32,9 @@ def bench_farm(database, settings=None):
         farm.env["PYFARM_LOGLEVEL"] = "warning"
         try:
             yield farm
+        except BaseException:
+            farm.dump_logs(2000)
+            raise
         finally:
             farm.stop()
             if drop:

@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchlib import machine  # noqa: E402
-from farmlib import Farm, free_port, postgres_database, wait_until  # noqa: E402
+from benchlib import bench_farm, machine  # noqa: E402
+from farmlib import free_port, wait_until  # noqa: E402
 
 TARGET_RATIO = 1.0
 AGENTS = 2
@@ -64,40 +64,25 @@ def parse_time(text):
 
 def pyfarm_runs(database, frames, runs, settings):
     """Return ``(seconds of each run, database description, loads)``."""
-    with tempfile.TemporaryDirectory(prefix="pyfarm-bench-") as root:
-        drop = None
-        if database == "sqlite":
-            url = f"sqlite:///{root}/pyfarm.sqlite"
-        else:
-            url, drop = postgres_database()
-        farm = Farm(root, url)
+    with bench_farm(database) as farm:
         # The master's defaults, except for its logging and what the
         # command line asks for.
         for name in ("PYFARM_SYNC_INTERVAL", "PYFARM_SCHEDULER_INTERVAL",
                      "PYFARM_LOST_TIMEOUT"):
             farm.env.pop(name, None)
-        farm.env["PYFARM_LOGLEVEL"] = "warning"
         farm.env.update(settings)
-        try:
-            farm.start_master()
-            about = machine(url).get("database")
-            for number in range(AGENTS):
-                farm.start_agent(f"agent-{'ab'[number]}", cpus=SLOTS)
-            farm.wait_for_agents(AGENTS)
-            one_job(farm, min(frames, 20))  # warm up workers and agents
-            seconds, loads = [], []
-            for _ in range(runs):
-                wait_idle(farm)
-                loads.append(load())
-                seconds.append(one_job(farm, frames))
-            return seconds, about, loads
-        except BaseException:
-            farm.dump_logs(2000)
-            raise
-        finally:
-            farm.stop()
-            if drop:
-                drop()
+        farm.start_master()
+        about = machine(farm.env["PYFARM_DATABASE_URL"]).get("database")
+        for number in range(AGENTS):
+            farm.start_agent(f"agent-{'ab'[number]}", cpus=SLOTS)
+        farm.wait_for_agents(AGENTS)
+        one_job(farm, min(frames, 20))  # warm up workers and agents
+        seconds, loads = [], []
+        for _ in range(runs):
+            wait_idle(farm)
+            loads.append(load())
+            seconds.append(one_job(farm, frames))
+        return seconds, about, loads
 
 
 def one_job(farm, frames):
