@@ -172,6 +172,18 @@ def test_batch_posts_logs_updates_and_sync_in_one_request():
                  "running": [{"task": 7, "attempt": 2}]}}
 
 
+def test_a_batch_sync_carries_its_prefetch():
+    answer = {"logs": [], "updates": [], "sync": {"assignments": []}}
+    _, [request] = run_scenario(
+        lambda client: client.batch(
+            AGENT, [], [], {"free_ram": 512, "running": [],
+                            "prefetch": {"job": 3, "assignments": 5}}),
+        [(200, answer)])
+    assert request["json"]["sync"] == {
+        "free_ram": 512, "running": [],
+        "prefetch": {"job": 3, "assignments": 5}}
+
+
 @pytest.mark.parametrize("status, body, error, can_retry", [
     (409, {"error": "stale attempt", "size": 10}, Conflict, False),
     (404, {"error": "no agent"}, NotFound, False),

@@ -217,21 +217,26 @@ def test_unknown_agent_404_is_told_from_a_missing_endpoint(agent_api):
     assert "no such API endpoint" in answer.get_json()["error"]
 
 
-def test_the_jobs_are_locked_at_once_in_id_order_before_any_update(
+def test_only_jobs_with_nothing_queued_are_locked_in_id_order(
         registered, monkeypatch):
+    from pyfarm.master.services import rollup
     from pyfarm.master.services import tasks as task_service
 
     first_job, second_job = make_job(1, 1), make_job(1, 1)
+    busy_job = make_job(1, 2)  # its second frame stays queued
+    db.session.execute(sa.update(Agent).values(cpus=3))
+    db.session.commit()
     assignments = batch(registered, sync={}).get_json()["sync"][
         "assignments"]
     pairs = held(assignments)
     job_of = {t["id"]: a["job"]["id"] for a in assignments
               for t in a["tasks"]}
-    assert sorted(job_of.values()) == [first_job, second_job]
+    assert sorted(job_of.values()) == [first_job, second_job, busy_job]
     # The later job's task first: the locks must not follow that order.
     pairs.sort(key=lambda item: -job_of[item["task"]])
     events = []
-    lock_jobs, report_task = task_service.lock_jobs, task_service.report_task
+    lock_jobs = rollup.lock_jobs
+    report_task = task_service.report_task
 
     def locking(session, ids):
         ids = list(ids)
@@ -242,14 +247,22 @@ def test_the_jobs_are_locked_at_once_in_id_order_before_any_update(
         events.append(("report", task_id))
         return report_task(session, agent_id, task_id, *args, **kwargs)
 
-    monkeypatch.setattr(task_service, "lock_jobs", locking)
+    monkeypatch.setattr(rollup, "lock_jobs", locking)
     monkeypatch.setattr(task_service, "report_task", reporting)
     body = batch(registered, updates=[{**item, "state": "done"}
                                       for item in pairs]).get_json()
-    assert [item["status"] for item in body["updates"]] == [200, 200]
-    assert events[0] == ("lock", [first_job, second_job])
-    assert [event for event in events if event[0] == "report"] == [
-        ("report", item["task"]) for item in pairs]
+    assert [item["status"] for item in body["updates"]] == [200] * 3
+    # The jobs near their end first, at once and in id order, then every
+    # update, then the roll-ups; the job with a frame still queued is not
+    # locked at all.
+    assert events == [("lock", [first_job, second_job])] + [
+        ("report", item["task"]) for item in pairs] + [
+        ("lock", [first_job]), ("lock", [second_job])]
+    db.session.expire_all()
+    states = {job: db.session.get(Job, job).state
+              for job in (first_job, second_job, busy_job)}
+    assert states == {first_job: "done", second_job: "done",
+                      busy_job: "running"}
 
 
 @pytest.fixture
@@ -268,11 +281,12 @@ def stranger(make_user):
 
 def test_two_batches_ending_tasks_of_two_jobs_in_opposite_orders(
         app, session, other_engine):
-    """On PostgreSQL each batch locks both jobs up front, in id order, so
-    a batch ending (A, B) and one ending (B, A) run one after the other
-    instead of deadlocking."""
+    """On PostgreSQL a batch ending (A, B) and one ending (B, A), the last
+    tasks of both jobs, lock the jobs before their updates, in id order:
+    one waits for the other instead of deadlocking, and both jobs end."""
     from pyfarm.master.scheduler.claim import claim_for_agent
-    from pyfarm.master.services.tasks import lock_jobs_of, report_task
+    from pyfarm.master.services.rollup import lock_jobs_near_end, settle_jobs
+    from pyfarm.master.services.tasks import report_task
 
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers: no interleaving")
@@ -301,17 +315,27 @@ def test_two_batches_ending_tasks_of_two_jobs_in_opposite_orders(
         for agent in agents}
     (first, mine), (second, theirs) = held.items()
     assert set(mine) == set(theirs) == set(jobs), held
-    # This batch ends its task of job A, then (later) of job B.
-    lock_jobs_of(session, [mine[jobs[0]], mine[jobs[1]]])
-    report_task(session, first, mine[jobs[0]], 1, "done", NOW)
+    # This batch ends its task of job A, then of job B, and locks both.
+    lock_jobs_near_end(session, [mine[job] for job in jobs])
+    ended = set()
+    for job in jobs:
+        report_task(session, first, mine[job], 1, "done", NOW,
+                    rollup=ended)
+    session.flush()
+    settle_jobs(session, ended, NOW)
     errors = []
 
     def other():  # ... and that one B, then A
         try:
             with Session(other_engine) as two:
-                lock_jobs_of(two, [theirs[jobs[1]], theirs[jobs[0]]])
+                lock_jobs_near_end(two, [theirs[job]
+                                         for job in reversed(jobs)])
+                theirs_ended = set()
                 for job in reversed(jobs):
-                    report_task(two, second, theirs[job], 1, "done", NOW)
+                    report_task(two, second, theirs[job], 1, "done", NOW,
+                                rollup=theirs_ended)
+                two.flush()
+                settle_jobs(two, theirs_ended, NOW)
                 two.commit()
         except Exception as error:  # noqa: BLE001 - asserted below
             errors.append(error)
@@ -320,7 +344,42 @@ def test_two_batches_ending_tasks_of_two_jobs_in_opposite_orders(
     thread.start()
     thread.join(timeout=1)
     assert thread.is_alive()  # waits for our lock on job A
-    report_task(session, first, mine[jobs[1]], 1, "done", NOW)
     session.commit()
     thread.join(timeout=30)
     assert not thread.is_alive() and errors == []
+    session.expire_all()
+    assert [session.get(Job, job).state for job in jobs] == ["done"] * 2
+
+
+class Deadlock(Exception):
+    """Stands for psycopg's error of a transaction PostgreSQL aborted."""
+
+    sqlstate = "40P01"
+
+
+def test_a_batch_that_lost_a_deadlock_runs_again(registered, monkeypatch):
+    from pyfarm.master.services import tasks as task_service
+
+    make_job(1, 2)
+    assignments = batch(registered, sync={}).get_json()["sync"][
+        "assignments"]
+    pairs = held(assignments)
+    report_task, calls = task_service.report_task, []
+
+    def deadlocking(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("UPDATE tasks", {}, Deadlock())
+        return report_task(*args, **kwargs)
+
+    monkeypatch.setattr(task_service, "report_task", deadlocking)
+    answer = batch(registered, updates=[{**item, "state": "done"}
+                                        for item in pairs], sync={})
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert [item["status"] for item in body["updates"]] == [200, 200]
+    # The first attempt was rolled back and the whole batch ran again.
+    assert len(calls) == 3
+    db.session.expire_all()
+    assert {db.session.get(Task, item["task"]).state
+            for item in pairs} == {"done"}

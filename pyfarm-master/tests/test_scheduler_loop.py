@@ -281,7 +281,7 @@ def test_with_claims_on_sync_the_loop_claims_nothing(app):
     stale = make_agent("stale", heard=T0 - timedelta(hours=1))
     result = loop.run_pass(db.session, T0, app.config["PYFARM"],
                            started_at=T0 - timedelta(hours=1))
-    assert result == {"lost": [stale], "assignments": 0}
+    assert result == {"lost": [stale], "settled": [], "assignments": 0}
     assert held_by(agent) == []
 
 
@@ -290,7 +290,7 @@ def test_full_agents_are_not_asked(app, monkeypatch):
     full = make_agent("full", cpus=1, heard=T0 - timedelta(seconds=3))
     roomy = make_agent("roomy", cpus=2, heard=T0 - timedelta(seconds=2))
     assert loop.run_pass(db.session, T0, app.config["PYFARM"]) == {
-        "lost": [], "assignments": 3}
+        "lost": [], "settled": [], "assignments": 3}
     asked = []
     real = loop.claim_for_agent
 
@@ -301,7 +301,7 @@ def test_full_agents_are_not_asked(app, monkeypatch):
     monkeypatch.setattr(loop, "claim_for_agent", claim)
     # Both hold one assignment per cpu: nobody is asked.
     assert loop.run_pass(db.session, T0, app.config["PYFARM"]) == {
-        "lost": [], "assignments": 0}
+        "lost": [], "settled": [], "assignments": 0}
     assert asked == []
     # One of the roomy agent's frames ends: only it is asked.
     db.session.execute(
@@ -310,6 +310,34 @@ def test_full_agents_are_not_asked(app, monkeypatch):
         .values(state="done"))
     db.session.commit()
     assert loop.run_pass(db.session, T0, app.config["PYFARM"]) == {
-        "lost": [], "assignments": 1}
+        "lost": [], "settled": [], "assignments": 1}
     assert asked == [roomy]
     assert len(held_by(full)) == 1
+
+
+def test_the_pass_rolls_up_jobs_with_nothing_left_to_run(app):
+    # A job whose last tasks ended while no roll-up saw it (a race of a
+    # claim with the last `done`s) must not stay "running" for ever.
+    stuck = make_job(1, 3)
+    running = make_job(1, 2)
+    failed = make_job(1, 2)
+    db.session.execute(Task.__table__.update()
+                       .where(Task.job_id.in_([stuck, failed]))
+                       .values(state="done"))
+    db.session.execute(Task.__table__.update()
+                       .where(Task.job_id == failed, Task.frame == 2)
+                       .values(state="failed"))
+    db.session.execute(Task.__table__.update()
+                       .where(Task.job_id == running, Task.frame == 2)
+                       .values(state="done"))
+    db.session.execute(Job.__table__.update().values(
+        state="running", started_at=T0))
+    db.session.commit()
+    result = loop.run_pass(db.session, T0, app.config["PYFARM"])
+    assert result["settled"] == [stuck, failed]
+    states = dict(db.session.execute(select(Job.id, Job.state)).all())
+    assert states == {stuck: "done", running: "running", failed: "failed"}
+    assert db.session.get(Job, stuck).finished_at is not None
+    # Nothing left to settle on the next pass.
+    assert loop.run_pass(db.session, T0, app.config["PYFARM"])[
+        "settled"] == []

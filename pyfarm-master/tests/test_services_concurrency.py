@@ -141,3 +141,90 @@ def test_deleting_an_agent_while_it_syncs_leaves_no_task_without_agent(
     assert session.get(Agent, agent_id) is None
     states = session.execute(select(Task.state, Task.agent_id)).all()
     assert sorted(states) == [("queued", None), ("queued", None)]
+
+
+def test_a_done_with_frames_still_queued_does_not_wait_for_the_job(
+        app, postgresql, session, other_engine):
+    # Agents finishing frames of one job must not queue up behind its
+    # row: while frames are queued a `done` leaves the job row alone.
+    settings = app.config["PYFARM"]
+    job_id = make_job(session, 3)
+    agent_id = make_agent(session, "node1")
+    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
+                                   NOW, settings)
+    session.commit()
+    task_id = assignment["tasks"][0]["id"]
+    with Session(other_engine) as holder:
+        # Another transaction (a rerun, a pause...) holds the job's row.
+        holder.execute(select(Job.id).where(Job.id == job_id)
+                       .with_for_update())
+        try:
+            session.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            answer = report_task(session, agent_id, task_id, 1, "done",
+                                 NOW)
+            session.commit()
+        finally:
+            session.rollback()
+            holder.rollback()
+    assert answer["state"] == "done"
+    session.expire_all()
+    assert session.get(Job, job_id).state == "running"
+
+
+def test_the_last_done_waits_for_the_job_and_rolls_it_up(
+        app, postgresql, session, other_engine):
+    # With nothing queued any more the `done` locks the job: it waits for
+    # a transaction holding the row, then sees the job's tasks afresh.
+    settings = app.config["PYFARM"]
+    job_id = make_job(session, 1)
+    agent_id = make_agent(session, "node1")
+    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
+                                   NOW, settings)
+    session.commit()
+    task_id = assignment["tasks"][0]["id"]
+    done, errors = [], []
+
+    def report():
+        try:
+            with Session(other_engine) as second:
+                done.append(report_task(second, agent_id, task_id, 1,
+                                        "done", NOW))
+                second.commit()
+        except Exception as error:  # noqa: BLE001 - asserted below
+            errors.append(error)
+
+    with Session(other_engine) as holder:
+        holder.execute(select(Job.id).where(Job.id == job_id)
+                       .with_for_update())
+        thread = threading.Thread(target=report)
+        thread.start()
+        thread.join(timeout=1)
+        waited = thread.is_alive()  # waits for the job's row
+        holder.rollback()
+    thread.join(timeout=30)
+    assert errors == [] and waited
+    assert not thread.is_alive() and done[0]["state"] == "done"
+    session.expire_all()
+    assert session.get(Job, job_id).state == "done"
+
+
+def test_the_last_done_locks_its_job_before_its_task(
+        app, postgresql, session, other_engine):
+    # A cancel locks the job, then its tasks; the last `done` must take
+    # them in the same order, or each would wait for the other.
+    settings = app.config["PYFARM"]
+    job_id = make_job(session, 1)
+    agent_id = make_agent(session, "node1")
+    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
+                                   NOW, settings)
+    session.commit()
+    task_id = assignment["tasks"][0]["id"]
+    try:
+        report_task(session, agent_id, task_id, 1, "done", NOW)
+        with Session(other_engine) as other:
+            with pytest.raises(sa.exc.OperationalError,
+                               match="could not obtain lock"):
+                other.execute(select(Job.id).where(Job.id == job_id)
+                              .with_for_update(nowait=True))
+    finally:
+        session.rollback()

@@ -16,6 +16,7 @@ agent_software     PYFARM_AGENT_SOFTWARE                     none
 agent_executables  PYFARM_AGENT_EXECUTABLES                  none
 agent_data_dir     PYFARM_AGENT_DATA_DIR    ``--data-dir``   see below
 agent_kill_grace   PYFARM_AGENT_KILL_GRACE                   10 (seconds)
+agent_prefetch     PYFARM_AGENT_PREFETCH                     1 (seconds)
 =================  =======================  ===============  =============
 
 ``agent_software`` lists what the node can run as ``name=version``
@@ -26,7 +27,10 @@ or, to give the version instead of letting the agent find it,
 ``name:version=path`` (``blender=/opt/blender-4.2/blender,
 maya:2024.2=/usr/autodesk/maya2024/bin/Render``); a name may appear more
 than once. The data directory defaults to ``$XDG_DATA_HOME/pyfarm/agent``
-(``~/.local/share/pyfarm/agent``).
+(``~/.local/share/pyfarm/agent``). ``agent_prefetch``: frames of a job
+that end within that many seconds are prefetched (the agent queues a few
+more assignments of the job than it runs at once, within the master's
+``prefetch_limit``); 0 never prefetches.
 """
 
 import os
@@ -45,6 +49,7 @@ DEFAULTS = {
     "agent_executables": None,
     "agent_data_dir": None,
     "agent_kill_grace": 10,
+    "agent_prefetch": 1.0,
 }
 
 #: The command-line option that sets a key, for error messages.
@@ -78,6 +83,7 @@ class AgentSettings:
     executables: tuple = ()
     data_dir: Path = Path(".")
     kill_grace: float = 10.0
+    prefetch: float = 1.0
 
     @property
     def pid_file(self):
@@ -173,4 +179,5 @@ def load_settings(overrides=None, environ=None, files=None, require=True):
         executables=parse_executables(config.get_list("agent_executables")),
         data_dir=data_dir,
         kill_grace=config.get_float("agent_kill_grace", minimum=0),
+        prefetch=config.get_float("agent_prefetch", minimum=0),
     )

@@ -270,7 +270,8 @@ class MasterClient:
 
         ``logs`` are ``{"assignment", "offset", "data"}``, ``updates``
         ``{"task", "attempt", "state", ...}`` and ``sync`` is None or
-        ``{"free_ram", "running": [(task, attempt), ...]}``. The answer
+        ``{"free_ram", "running": [(task, attempt), ...], "prefetch"?:
+        {"job", "assignments"}}``. The answer
         has one item per log chunk and per update, each with its own
         ``status``, and the sync's answer (or None).
 
@@ -284,6 +285,8 @@ class MasterClient:
                 "free_ram": sync.get("free_ram"),
                 "running": [{"task": task, "attempt": attempt}
                             for task, attempt in sync.get("running", ())]}
+            if sync.get("prefetch"):
+                payload["sync"]["prefetch"] = dict(sync["prefetch"])
         d = self.request("POST", f"/agents/{agent_id}/updates", payload)
         d.addErrback(self._not_the_agent)
         return d

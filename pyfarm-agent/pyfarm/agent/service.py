@@ -50,7 +50,7 @@ from datetime import datetime, timezone
 from twisted.application import service
 from twisted.internet import defer
 
-from pyfarm.agent import __version__, jobtypes
+from pyfarm.agent import __version__, jobtypes, prefetch
 from pyfarm.agent import process as process_module
 from pyfarm.agent import software as software_module
 from pyfarm.agent import sysinfo as sysinfo_module
@@ -234,6 +234,9 @@ class AgentService(service.MultiService):
         self._sync_again = False
         self._sync_failures = 0
         self._status = {}
+        #: The master's ``prefetch_limit`` (0: an older master, or off).
+        self.prefetch_limit = 0
+        self.run_times = prefetch.RunTimes()
 
     # -- start and stop ------------------------------------------------
 
@@ -374,6 +377,9 @@ class AgentService(service.MultiService):
     def _registered(self, body):
         self.registered = True
         self._register_failures = 0
+        # A master that does not say its limit (an older one) would
+        # refuse a sync asking to prefetch.
+        self.prefetch_limit = 0
         self._apply_answer(body)
         logger.info("registered with %s as %s (%s, sync every %g s)",
                     self.settings.master_url, self.agent_id, self.state,
@@ -421,6 +427,10 @@ class AgentService(service.MultiService):
                 interval, bool) and interval > 0:
             self.sync_interval = float(min(max(
                 interval, MIN_SYNC_INTERVAL), MAX_SYNC_INTERVAL))
+        limit = body.get("prefetch_limit")
+        if isinstance(limit, int) and not isinstance(limit, bool) \
+                and limit >= 0:
+            self.prefetch_limit = limit
         state = body.get("state")
         if state and state != self.state:
             logger.info("the master says this agent is %s", state)
@@ -439,6 +449,35 @@ class AgentService(service.MultiService):
             pairs.update((task.id, task.attempt) for task in run.tasks
                          if task.open)
         return pairs
+
+    def sync_body(self):
+        """Return the body of a sync: free RAM, what the agent holds and,
+        for a job whose frames end within moments, a prefetch."""
+        body = {"free_ram": self.free_ram(), "running": sorted(self.held())}
+        asked = self.prefetch_request()
+        if asked is not None:
+            body["prefetch"] = asked
+        return body
+
+    def prefetch_request(self):
+        """Return the sync's ``prefetch`` (see :mod:`pyfarm.agent.
+        prefetch`) for the job run last, or None."""
+        job_id = self.run_times.latest()
+        if job_id is None or not self.prefetch_limit:
+            return None
+        jobs = {run.job.get("id") for run in self.runs.values()}
+        if jobs and jobs != {job_id}:
+            # Busy with another job: what it queued would wait behind it.
+            return None
+        seconds, cpus, ram = self.run_times.get(job_id)
+        waiting = sum(1 for run in self.runs.values() if not run.started)
+        count = prefetch.wanted(
+            seconds, self.settings.prefetch,
+            prefetch.slots(self.cpus, self.ram, cpus, ram), waiting,
+            self.prefetch_limit)
+        if count < 1:
+            return None
+        return {"job": job_id, "assignments": count}
 
     def sync_soon(self, delay=0.0):
         """Sync within ``delay`` seconds (sooner if one is due sooner).
@@ -472,8 +511,7 @@ class AgentService(service.MultiService):
         # maybeDeferred: an error building the request must reach the
         # errback, or _sync_in_flight would stay set and sync never again.
         d = defer.maybeDeferred(lambda: self.outbox.request_sync(
-            lambda: {"free_ram": self.free_ram(),
-                     "running": sorted(self.held())}))
+            self.sync_body))
         d.addCallbacks(self._synced, self._sync_failed)
         d.addErrback(self._sync_bug)
 
@@ -705,6 +743,8 @@ class AgentService(service.MultiService):
             if task.state == "running":
                 self._final(run, task, "done" if succeeded else "failed",
                             error)
+        if succeeded and isinstance(run.job.get("id"), int):
+            self.run_times.add(run.job["id"], elapsed, run.cpus, run.ram)
         self._finish(run)
         if succeeded:
             # A slot is free: ask for work now (after a failure, wait for

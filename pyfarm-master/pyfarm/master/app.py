@@ -121,7 +121,7 @@ def register_error_handlers(app):
         db.session.rollback()
         if not wants_json():
             return error_page(error.status, error.message)
-        return jsonify(error.to_dict()), error.status
+        return jsonify(error.to_dict()), error.status, error.headers
 
     @app.errorhandler(HTTPException)
     def on_http_error(error):

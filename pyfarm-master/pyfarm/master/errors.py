@@ -19,6 +19,8 @@ class ApiError(MasterError):
     """An error with an HTTP status, reported to the client as JSON."""
 
     status = 400
+    #: Extra HTTP headers of the answer.
+    headers = {}
 
     def __init__(self, message, **extra):
         super().__init__(message)
@@ -58,3 +60,17 @@ class Conflict(ApiError):
     """The request conflicts with the current state (409)."""
 
     status = 409
+
+
+class Busy(ApiError):
+    """The database aborted the request's transaction again and again
+    (deadlock or lock timeout under load); the client should send the
+    request again (503)."""
+
+    status = 503
+    headers = {"Retry-After": "1"}
+
+    def __init__(self, message="the database was busy (deadlock or lock "
+                               "timeout); send the request again",
+                 **extra):
+        super().__init__(message, **extra)

@@ -24,6 +24,9 @@ DEFAULTS = {
     "scheduler_interval": 1.0,
     # Whether a sync claims work for the agent right away.
     "claim_on_sync": True,
+    # Most assignments of a job with short frames an agent may hold beyond
+    # what it runs at once, when its sync asks for them (0: never).
+    "prefetch_limit": 16,
     # Failures of one job on one agent after which the agent is kept off
     # the job, and seconds after which that is forgiven.
     "blocklist_failures": 3,
@@ -54,6 +57,7 @@ class Settings:
     sync_interval: float
     scheduler_interval: float
     claim_on_sync: bool
+    prefetch_limit: int
     blocklist_failures: int
     blocklist_forgive: float
     check_schema: bool
@@ -90,6 +94,7 @@ def load_settings(overrides=None, environ=None, files=None):
         scheduler_interval=config.get_float(
             "scheduler_interval", minimum=0.05),
         claim_on_sync=config.get_bool("claim_on_sync"),
+        prefetch_limit=config.get_int("prefetch_limit", minimum=0),
         blocklist_failures=config.get_int("blocklist_failures", minimum=1),
         blocklist_forgive=config.get_float("blocklist_forgive", minimum=0),
         check_schema=config.get_bool("check_schema"),

@@ -22,12 +22,12 @@ from pyfarm.core.enums import OperatingSystem, Role
 from pyfarm.master.api import api
 from pyfarm.master.api.agents import agent_to_dict
 from pyfarm.master.auth import require_roles
-from pyfarm.master.db import db, utcnow
+from pyfarm.master.db import db, retry_transaction, utcnow
 from pyfarm.master.errors import ApiError, BadRequest, NotFound
 from pyfarm.master.services import agents as agent_service
 from pyfarm.master.services import tasks as task_service
 from pyfarm.master.services.catalog import name_problem
-from pyfarm.master.services.rollup import rollup_jobs
+from pyfarm.master.services.rollup import lock_jobs_near_end, settle_jobs
 from pyfarm.master.validation import (
     Count,
     Id,
@@ -152,11 +152,30 @@ class Held(Strict):
     attempt: Id
 
 
+#: Most assignments one prefetch may ask for.
+MAX_PREFETCH = 1000
+
+
+class Prefetch(Strict):
+    """Assignments of one job an agent asks for beyond its free capacity,
+    to queue them (granted within the master's ``prefetch_limit``)."""
+
+    job: Id
+    assignments: Annotated[int, Field(ge=0, le=MAX_PREFETCH)]
+
+
 class Sync(Strict):
     """Body of ``POST /api/v1/agents/<id>/sync``."""
 
     free_ram: Count | None = None
     running: list[Held] = []
+    prefetch: Prefetch | None = None
+
+    def prefetch_pair(self):
+        """Return ``(job, assignments)`` of the prefetch, or None."""
+        if self.prefetch is None:
+            return None
+        return self.prefetch.job, self.prefetch.assignments
 
 
 class TaskUpdate(Strict):
@@ -242,6 +261,7 @@ def settings():
 
 @api.post("/agents/")
 @require_roles(*AGENT_ROLES)
+@retry_transaction()
 def agent_register():
     """Register an agent (201) or register it again (200)."""
     info = parse(Registration, json_body()).model_dump()
@@ -249,6 +269,7 @@ def agent_register():
         db.session, g.user, info, utcnow(), remote_addr=request.remote_addr)
     body = {**agent_to_dict(agent),
             "sync_interval": settings().sync_interval,
+            "prefetch_limit": settings().prefetch_limit,
             "rejected_jobtypes": rejected}
     db.session.commit()
     return jsonify(body), 201 if created else 200
@@ -256,6 +277,7 @@ def agent_register():
 
 @api.post("/agents/<agent_id>/sync")
 @require_roles(*AGENT_ROLES)
+@retry_transaction()
 def agent_sync(agent_id):
     """Answer a sync: assignments, cancellations, when to call next."""
     body = parse(Sync, json_body())
@@ -263,13 +285,14 @@ def agent_sync(agent_id):
     answer = agent_service.sync_agent(
         db.session, g.user, agent_id,
         [(held.task, held.attempt) for held in body.running], utcnow(),
-        settings(), free_ram=body.free_ram)
+        settings(), free_ram=body.free_ram, prefetch=body.prefetch_pair())
     db.session.commit()
     return jsonify(answer)
 
 
 @api.put("/agents/<agent_id>/tasks/<int:task_id>")
 @require_roles(*AGENT_ROLES)
+@retry_transaction()
 def agent_task_update(agent_id, task_id):
     """Apply an agent's update of a task (409: stop that process)."""
     body = parse(TaskUpdate, json_body())
@@ -283,6 +306,7 @@ def agent_task_update(agent_id, task_id):
 
 @api.post("/agents/<agent_id>/assignments/<assignment_id>/log")
 @require_roles(*AGENT_ROLES)
+@retry_transaction()
 def agent_log_append(agent_id, assignment_id):
     """Append a chunk to an assignment's log; answer the log's size."""
     # A process may print NUL characters; the log is a file, not a column.
@@ -297,25 +321,24 @@ def agent_log_append(agent_id, assignment_id):
 
 @api.post("/agents/<agent_id>/updates")
 @require_roles(*AGENT_ROLES)
+@retry_transaction()
 def agent_batch(agent_id):
     """Apply log chunks, then task updates, then a sync, in one transaction;
     answer each item on its own."""
     body = parse(Batch, json_body(allow_nul=True))
     now = utcnow()
-    # The agent's row first: a sync locks it before the jobs and tasks, so
-    # the updates must not lock those before it (no deadlock).
+    # The agent's row first: a sync locks it before the tasks, so the
+    # updates must not lock those before it (no deadlock).
     agent = known_agent(agent_id, lock=True)
     chunks = [parse_item(BatchLogChunk, item, ("assignment",))
               for item in body.logs]
     items = [parse_item(BatchTaskUpdate, item, ("task", "attempt"))
              for item in body.updates]
-    # Then the jobs of every update that may end a task, all at once and
-    # in id order: two batches taking them one by one in the order of
-    # their updates could each wait for the other (PostgreSQL).
-    task_service.lock_jobs_of(
-        db.session, [update.task for update, _ in items
-                     if update is not None
-                     and update.state in task_service.ENDING_STATES])
+    # Then the jobs the updates may end, all at once and in id order,
+    # before their tasks, as a cancel locks them (see the rollup module).
+    lock_jobs_near_end(db.session, [
+        update.task for update, _ in items if update is not None
+        and update.state in task_service.ENDING_STATES])
     store = current_app.extensions["pyfarm.logstore"]
     logs, refused = [], False
     for chunk, problem in chunks:
@@ -361,7 +384,7 @@ def agent_batch(agent_id):
         updates.append(item)
     if jobs:
         db.session.flush()
-        rollup_jobs(db.session, jobs, now)
+        settle_jobs(db.session, jobs, now)
     answer = {"logs": logs, "updates": updates, "sync": None}
     if body.sync is not None:
         # What this request just ended is no longer held.
@@ -369,6 +392,6 @@ def agent_batch(agent_id):
                 if (item.task, item.attempt) not in ended]
         answer["sync"] = agent_service.sync_agent(
             db.session, g.user, agent_id, held, now, settings(),
-            free_ram=body.sync.free_ram)
+            free_ram=body.sync.free_ram, prefetch=body.sync.prefetch_pair())
     db.session.commit()
     return jsonify(answer)

@@ -16,7 +16,7 @@ from pyfarm.master.api import api
 from pyfarm.master.api.common import arg, get_or_404, iso, page_of, pagination
 from pyfarm.master.api.serialize import tasks_to_dicts
 from pyfarm.master.auth import PEOPLE, require_roles
-from pyfarm.master.db import db, utcnow
+from pyfarm.master.db import db, retry_transaction, utcnow
 from pyfarm.master.errors import BadRequest
 from pyfarm.master.models import Agent, SoftwareVersion, Tag, Task, TaskAttempt
 from pyfarm.master.services import agents as agent_service
@@ -150,6 +150,7 @@ class AgentPatch(Strict):
 
 @api.patch("/agents/<agent_id>")
 @require_roles(Role.ADMIN)
+@retry_transaction()
 def update_agent(agent_id):
     """Disable or enable an agent, or replace its tags."""
     body = parse(AgentPatch, json_body())
@@ -164,6 +165,7 @@ def update_agent(agent_id):
 
 @api.delete("/agents/<agent_id>")
 @require_roles(Role.ADMIN)
+@retry_transaction()
 def delete_agent(agent_id):
     """Forget an agent; the tasks it holds go back to the queue.
 

@@ -33,7 +33,7 @@ from pyfarm.master.api.serialize import (
     jobs_to_dicts,
 )
 from pyfarm.master.auth import PEOPLE, require_roles
-from pyfarm.master.db import db, utcnow
+from pyfarm.master.db import db, retry_transaction, utcnow
 from pyfarm.master.models import Job, JobQueue, User
 from pyfarm.master.services import jobs as service
 from pyfarm.master.validation import Strict, json_body, parse
@@ -47,6 +47,7 @@ class RerunRequest(Strict):
 
 @api.post("/jobs/")
 @require_roles(*PEOPLE)
+@retry_transaction()
 def job_submit():
     """Submit a job; answer 201 with its JSON and its Location."""
     spec = parse(service.JobSpec, json_body())
@@ -108,6 +109,7 @@ def job_get(job_id):
 
 @api.patch("/jobs/<int:job_id>")
 @require_roles(*PEOPLE)
+@retry_transaction()
 def job_patch(job_id):
     """Change a job's title, priority, weight, notes or pause it."""
     changes = parse(service.JobChanges, json_body())
@@ -117,6 +119,7 @@ def job_patch(job_id):
 
 @api.delete("/jobs/<int:job_id>")
 @require_roles(*PEOPLE)
+@retry_transaction()
 def job_delete(job_id):
     """Delete a job with its tasks; answer 204."""
     service.delete_job(db.session, job_id, g.user)
@@ -126,6 +129,7 @@ def job_delete(job_id):
 
 @api.post("/jobs/<int:job_id>/rerun")
 @require_roles(*PEOPLE)
+@retry_transaction()
 def job_rerun(job_id):
     """Requeue a job's failed tasks, or all tasks not held by agents."""
     payload = json_body() if request.get_data() else {}
@@ -137,6 +141,7 @@ def job_rerun(job_id):
 
 @api.post("/jobs/<int:job_id>/cancel")
 @require_roles(*PEOPLE)
+@retry_transaction()
 def job_cancel(job_id):
     """Fail every task of the job that has not ended."""
     job = service.cancel_job(db.session, job_id, g.user, utcnow())

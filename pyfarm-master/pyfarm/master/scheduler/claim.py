@@ -109,7 +109,8 @@ def assignment_dicts(session, groups, tag_ids):
             for job_id, tasks in groups]
 
 
-def claim_for_agent(session, agent, now, settings, held=None):
+def claim_for_agent(session, agent, now, settings, held=None,
+                    prefetch=None):
     """Claim work for ``agent``'s free capacity; return new Assignments.
 
     Does not commit. The agent row is locked (PostgreSQL) so that a sync
@@ -117,6 +118,12 @@ def claim_for_agent(session, agent, now, settings, held=None):
     its capacity. A caller that locked and reloaded the agent row itself
     passes what the agent holds as ``held``, ``(cpus, ram)`` per held
     assignment, read under that lock: two queries fewer.
+
+    ``prefetch``, ``(job_id, wanted)``, asks for up to ``wanted`` more
+    assignments of that job beyond the free capacity, for the agent to
+    queue (see :func:`planning.prefetch_room`): granted only while that
+    job is the first the agent would be served, so prefetching never
+    passes a job of higher priority.
     """
     if held is None:
         # Read the state under the lock: ``agent`` may have been loaded
@@ -124,26 +131,41 @@ def claim_for_agent(session, agent, now, settings, held=None):
         state = session.execute(
             select(Agent.state).where(Agent.id == agent.id)
             .with_for_update()).scalar()
+        held = held_assignments(session, agent)
     else:
         state = agent.state
+        held = list(held)
     if state not in WORKING_AGENT_STATES:
         return []
-    free = (held_capacity(session, agent) if held is None else
-            planning.free_capacity(agent.cpus, agent.ram, list(held)))
-    if free[0] < 1:
+    free = planning.free_capacity(agent.cpus, agent.ram, held)
+    if prefetch is not None and (settings.prefetch_limit < 1
+                                 or prefetch[1] < 1):
+        prefetch = None
+    if free[0] < 1 and prefetch is None:
         return []
     profile = agent_profile(agent)
-    jobs = candidate_jobs(session, profile, free, now, settings)
+    # With a prefetch the jobs that fit the agent at all: the first of
+    # them is what the agent would be served next.
+    jobs = candidate_jobs(
+        session, profile,
+        free if prefetch is None else (agent.cpus, agent.ram), now, settings)
     if not jobs:
         return []
     avoid_since = now - timedelta(seconds=settings.lost_timeout)
     groups = []
     for job in jobs:
-        while planning.fits(free, job):
-            won = claim_batch(session, agent.id, job, now, avoid_since)
-            if not won:
-                break
-            groups.append((job.id, won))
+        count = planning.fit_count(free, job)
+        if job is jobs[0] and prefetch is not None \
+                and job.id == prefetch[0]:
+            # The prefetch with what fits, in the same statements.
+            count += min(prefetch[1], planning.prefetch_room(
+                agent.cpus, agent.ram, job, len(held) + count,
+                settings.prefetch_limit))
+        if count < 1:
+            continue
+        won = claim_batches(session, agent.id, job, count, now, avoid_since)
+        groups += [(job.id, batch) for batch in won]
+        for _ in won:
             free = planning.take(free, job)
     assignments = assignment_dicts(session, groups, profile.tag_ids)
     if assignments and state == AgentState.ONLINE:
@@ -157,15 +179,14 @@ def claim_for_agent(session, agent, now, settings, held=None):
     return assignments
 
 
-def held_capacity(session, agent):
-    """Return ``(free_cpus, free_ram)`` of ``agent`` from what it holds."""
+def held_assignments(session, agent):
+    """Return ``(cpus, ram)`` of each assignment ``agent`` holds."""
     held = session.execute(
         select(Task.assignment_id, Job.cpus, Job.ram)
         .join(Job, Job.id == Task.job_id)
         .where(Task.agent_id == agent.id, Task.state.in_(ACTIVE))
         .distinct()).all()
-    return planning.free_capacity(
-        agent.cpus, agent.ram, [(row.cpus, row.ram) for row in held])
+    return [(row.cpus, row.ram) for row in held]
 
 
 def agent_profile(agent):
@@ -298,6 +319,64 @@ def software_ids(session, names):
         select(Software.name, Software.id).where(Software.name.in_(names)))}
 
 
+def claim_batches(session, agent_id, job, count, now, avoid_since=None):
+    """Claim up to ``count`` batches of ``job``; return the won batches
+    (lists of tasks, as :func:`claim_batch` returns them).
+
+    Single frames of a job without ``maximum_agents`` are claimed in one
+    statement whatever their number (:func:`take_frames`); other jobs
+    batch by batch.
+    """
+    if count < 1:
+        return []
+    if job.batch == 1 and job.maximum_agents is None and count > 1:
+        return [[row] for row in take_frames(
+            session, agent_id, job, count, now, avoid_since)]
+    won = []
+    for _ in range(count):
+        batch = claim_batch(session, agent_id, job, now, avoid_since)
+        if not batch:
+            break
+        won.append(batch)
+    return won
+
+
+def queued_tasks(agent_id, job, avoid_since):
+    """Return a SELECT of ``job``'s queued tasks in frame order, locked
+    (skipping rows other claims hold), that ``agent_id`` may take (see
+    :func:`claim_batch` for ``avoid_since``)."""
+    query = (
+        select(Task.id, Task.frame)
+        .where(Task.job_id == job.id, Task.state == WorkState.QUEUED)
+        .order_by(Task.frame, Task.id)
+        .with_for_update(skip_locked=True, of=Task))
+    if avoid_since is not None:
+        alone = ~exists(select(Agent.id).where(
+            Agent.state.in_(WORKING_AGENT_STATES), Agent.id != agent_id))
+        query = query.where(or_(Task.last_failed_agent_id.is_(None),
+                                Task.last_failed_agent_id != agent_id,
+                                Task.updated_at < avoid_since, alone))
+    return query
+
+
+def take_frames(session, agent_id, job, count, now, avoid_since=None):
+    """Claim up to ``count`` single frames of ``job``, each its own
+    assignment, in three statements; return the won tasks by frame.
+
+    The frames are selected ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) and
+    taken by one compare-and-set ``UPDATE`` that gives each its own
+    assignment id.
+    """
+    picked = session.execute(
+        queued_tasks(agent_id, job, avoid_since).limit(count)
+        .with_only_columns(Task.id)).scalars().all()
+    if not picked:
+        return []
+    ids = {task_id: str(uuid.uuid4()) for task_id in picked}
+    return take_tasks(session, agent_id, job.id, list(ids), now,
+                      assignment_ids=ids)
+
+
 def claim_batch(session, agent_id, job, now, avoid_since=None):
     """Claim one batch of ``job``'s queued tasks; return the won tasks.
 
@@ -314,17 +393,7 @@ def claim_batch(session, agent_id, job, now, avoid_since=None):
     if job.maximum_agents is not None and not _slot_left(
             session, agent_id, job):
         return []
-    query = (
-        select(Task.id, Task.frame)
-        .where(Task.job_id == job.id, Task.state == WorkState.QUEUED)
-        .order_by(Task.frame, Task.id).limit(job.batch)
-        .with_for_update(skip_locked=True, of=Task))
-    if avoid_since is not None:
-        alone = ~exists(select(Agent.id).where(
-            Agent.state.in_(WORKING_AGENT_STATES), Agent.id != agent_id))
-        query = query.where(or_(Task.last_failed_agent_id.is_(None),
-                                Task.last_failed_agent_id != agent_id,
-                                Task.updated_at < avoid_since, alone))
+    query = queued_tasks(agent_id, job, avoid_since).limit(job.batch)
     if job.batch == 1:
         # One statement: the lowest queued frame, locked and taken.
         return take_tasks(session, agent_id, job.id,
@@ -349,17 +418,26 @@ def _slot_left(session, agent_id, job):
     return planning.below_maximum(job.maximum_agents, others)
 
 
-def take_tasks(session, agent_id, job_id, task_ids, now):
+def take_tasks(session, agent_id, job_id, task_ids, now,
+               assignment_ids=None):
     """Compare-and-set: assign those of ``task_ids`` still queued.
 
     ``task_ids`` is a list of ids, or a SELECT of at most one id (run as
-    the UPDATE's scalar subquery: once, before any row is changed).
+    the UPDATE's scalar subquery: once, before any row is changed). They
+    form one assignment, unless ``assignment_ids`` maps each id to its
+    own assignment id.
 
     Returns the won tasks (``id``, ``frame``, ``attempt``,
     ``assignment_id``), inserts their attempt rows and marks the job
     running.
     """
-    assignment_id = str(uuid.uuid4())
+    if assignment_ids is None:
+        assignment_id = literal(str(uuid.uuid4()), Task.assignment_id.type)
+    else:
+        assignment_id = case(
+            {task_id: literal(value, Task.assignment_id.type)
+             for task_id, value in assignment_ids.items()},
+            value=Task.id)
     claimable = exists(select(Job.id).where(
         Job.id == Task.job_id, Job.state.in_(CLAIMABLE_JOB_STATES)))
     won = session.execute(
@@ -378,7 +456,7 @@ def take_tasks(session, agent_id, job_id, task_ids, now):
         return []
     session.execute(insert(TaskAttempt), [
         {"task_id": row.id, "attempt": row.attempt, "agent_id": agent_id,
-         "assignment_id": assignment_id, "state": WorkState.ASSIGNED,
+         "assignment_id": row.assignment_id, "state": WorkState.ASSIGNED,
          "assigned_at": now} for row in won])
     session.execute(
         update(Job)

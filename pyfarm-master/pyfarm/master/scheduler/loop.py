@@ -3,10 +3,13 @@ The scheduler loop behind ``pyfarm-master scheduler``.
 
 Every ``scheduler_interval`` seconds: declare agents not heard from within
 ``lost_timeout`` offline (after a grace period of ``lost_timeout`` from
-the loop's start), then, unless syncs claim (``claim_on_sync``), claim
-work for every online agent with free capacity (agents holding an
-assignment per cpu are not even asked). Each agent's claim is its own
-short transaction. Several loops may run against one PostgreSQL database.
+the loop's start), roll up the unfinished jobs that have nothing left to
+run (:func:`~pyfarm.master.services.rollup.settle_stale_jobs`: the jobs
+whose last tasks ended while a claim raced with them), then, unless
+syncs claim (``claim_on_sync``), claim work for every online agent with
+free capacity (agents holding an assignment per cpu are not even asked).
+Each agent's claim is its own short transaction. Several loops may run
+against one PostgreSQL database.
 
 Why the loop leaves claiming to the syncs when they claim: an agent
 learns of work only when it syncs, and its sync claims then, so a claim
@@ -33,6 +36,7 @@ from pyfarm.master.scheduler.claim import (
     claim_for_agent,
 )
 from pyfarm.master.services.agents import mark_lost_agents
+from pyfarm.master.services.rollup import settle_stale_jobs
 
 logger = getLogger("master.scheduler")
 
@@ -40,12 +44,17 @@ logger = getLogger("master.scheduler")
 def run_pass(session, now, settings, started_at=None):
     """Run one scheduler pass; commit as it goes.
 
-    Returns ``{"lost": [agent ids], "assignments": n}``.
+    Returns ``{"lost": [agent ids], "settled": [job ids],
+    "assignments": n}``.
     """
     lost = mark_lost_agents(session, now, settings, started_at=started_at)
     session.commit()
+    settled = settle_stale_jobs(session, now)
+    session.commit()
+    if settled:
+        logger.info("rolled up jobs %s: nothing left to run", settled)
     if settings.claim_on_sync:
-        return {"lost": lost, "assignments": 0}
+        return {"lost": lost, "settled": settled, "assignments": 0}
     agent_ids = session.execute(agents_with_room()).scalars().all()
     assignments = 0
     for agent_id in agent_ids:
@@ -64,7 +73,7 @@ def run_pass(session, now, settings, started_at=None):
                              "next pass", agent_id)
     # End the read transaction too: on SQLite it holds the write lock.
     session.commit()
-    return {"lost": lost, "assignments": assignments}
+    return {"lost": lost, "settled": settled, "assignments": assignments}
 
 
 def agents_with_room():

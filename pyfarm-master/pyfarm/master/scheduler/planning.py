@@ -64,9 +64,41 @@ def fits(free, job):
     return job.cpus <= free_cpus and job.ram <= free_ram
 
 
+def fit_count(free, job):
+    """How many assignments of ``job`` fit in ``free`` side by side."""
+    free_cpus, free_ram = free
+    if job.cpus > free_cpus or job.ram > free_ram:
+        return 0
+    count = free_cpus // max(job.cpus, 1)
+    if job.ram > 0:
+        count = min(count, free_ram // job.ram)
+    return count
+
+
 def take(free, job):
     """Return the capacity left after one assignment of ``job``."""
     return free[0] - job.cpus, free[1] - job.ram
+
+
+def slots_for(cpus, ram, job):
+    """How many assignments of ``job`` an agent with ``cpus`` and ``ram``
+    runs at once (at least one: an agent matching a job runs it)."""
+    slots = cpus // max(job.cpus, 1)
+    if job.ram > 0:
+        slots = min(slots, ram // job.ram)
+    return max(slots, 1)
+
+
+def prefetch_room(cpus, ram, job, held, limit):
+    """How many more assignments of ``job`` an agent may prefetch.
+
+    An agent asks to queue assignments of a job whose frames end within
+    moments (see the agent's ``prefetch_under``), so that a slot starts
+    the next frame at once instead of waiting for a sync. It may hold at
+    most ``limit`` assignments beyond what it runs at once: ``held``
+    counts every assignment it holds, running or waiting.
+    """
+    return max(0, slots_for(cpus, ram, job) + limit - held)
 
 
 def meets_tags(tag_ids, requirements):

@@ -155,12 +155,15 @@ def get_agent(session, user, agent_id, lock=False):
 
 
 def sync_agent(session, user, agent_id, running, now, settings,
-               free_ram=None):
+               free_ram=None, prefetch=None):
     """Answer an agent's sync; see the agent protocol in the docs.
 
-    ``running`` holds ``(task_id, attempt)`` pairs the agent holds. Returns
-    the body of the answer: assignments, cancellations, sync interval and
-    the agent's state.
+    ``running`` holds ``(task_id, attempt)`` pairs the agent holds;
+    ``prefetch``, ``(job_id, wanted)``, asks for assignments of that job
+    to queue (see :func:`~pyfarm.master.scheduler.claim.claim_for_agent`),
+    granted only while the agent holds no other job's work.
+    Returns the body of the answer: assignments, cancellations, sync
+    interval and the agent's state.
     """
     agent = get_agent(session, user, agent_id, lock=True)
     agent.last_heard_at = now
@@ -190,11 +193,17 @@ def sync_agent(session, user, agent_id, running, now, settings,
     if settings.claim_on_sync and agent.state != AgentState.DISABLED:
         # The agent row is locked and fresh, and ``held`` was read under
         # that lock: the claim need not read either again.
-        kept = {(task.assignment_id, task.cpus, task.ram) for task in held
-                if task.id not in lost}
+        kept = {(task.assignment_id, task.cpus, task.ram, task.job_id)
+                for task in held if task.id not in lost}
+        if prefetch is not None and any(job_id != prefetch[0]
+                                        for *_, job_id in kept):
+            # Prefetched frames would wait behind another job's work
+            # while other agents could run them.
+            prefetch = None
         assignments += claim_for_agent(
             session, agent, now, settings,
-            held=[(cpus, ram) for _, cpus, ram in kept])
+            held=[(cpus, ram) for _, cpus, ram, _ in kept],
+            prefetch=prefetch)
     if agent.state != AgentState.DISABLED:
         holds = len(held) > len(lost) or bool(assignments)
         agent.state = AgentState.RUNNING if holds else AgentState.ONLINE

@@ -5,14 +5,27 @@ A job is ``done`` when every task is done, ``failed`` when nothing is left
 to run and some task failed, ``running`` while tasks are held by agents
 or after it started, else ``queued``. A paused job stays paused.
 
-Whoever changes task states and rolls up locks the job rows first
-(:func:`lock_jobs`), before the tasks, as the job services do. Two tasks of
-one job ending at once on PostgreSQL then roll up one after the other, and
-the second sees the first one's task; without the lock each would see the
-other's task still running and leave the job ``running`` for ever.
+Whoever rolls a job up holds the job's row lock (:func:`lock_jobs`) and
+reads its tasks afresh under it. The job services (pause, rerun, cancel)
+lock the job before its tasks.
+
+A task ending (``done``, or ``failed`` for good) changes the job's state
+only when it was among the job's last tasks: while frames are still
+queued the job stays ``running`` whatever happens to this one. So an
+ending task does not lock its job at all while the job has queued
+frames; agents finishing frames of the same job then never wait for
+each other. Near the end, when no frame is queued, the job is locked
+before the task (:func:`lock_jobs_near_end`, the order of the job
+services: no deadlock with a cancel) and rolled up after it
+(:func:`settle_jobs`): of two last tasks ending at once on PostgreSQL,
+the second waits for the first to commit and then sees its task ended.
+The check "frames still queued" is read without the lock, so in a rare
+interleaving (a queued frame claimed, run and ended while this
+transaction was open) nobody rolls the job up; the scheduler's pass
+settles such jobs (:func:`settle_stale_jobs`) within one interval.
 """
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from pyfarm.core.enums import ACTIVE_TASK_STATES, FINAL_STATES, WorkState
 from pyfarm.master.models import Job, Task
@@ -77,17 +90,27 @@ def lock_jobs(session, job_ids):
     return {job.id: job for job in jobs}
 
 
+def _exists(job_id, states):
+    return exists(select(Task.id).where(
+        Task.job_id == job_id, Task.state.in_([str(s) for s in states])))
+
+
 def rollup_job(session, job, now):
     """Recompute ``job.state`` from its tasks; return the new state.
 
     Sets ``finished_at`` when the job ends and clears it when it runs
-    again. Cheap: three indexed existence checks, whatever the job's size.
+    again. Cheap: three indexed existence checks, whatever the job's size,
+    in one statement: tasks move from held to queued (a lost agent, a
+    failure to retry) and back (a claim) without the job's lock, so
+    checks in separate statements, each seeing the database at its own
+    moment, could miss such a task in both states and end a job that
+    still has work.
     """
-    state = derive_state(
-        job,
-        active=_has(session, job.id, ACTIVE_TASK_STATES),
-        queued=_has(session, job.id, [WorkState.QUEUED]),
-        failed=_has(session, job.id, [WorkState.FAILED]))
+    active, queued, failed = session.execute(select(
+        _exists(job.id, ACTIVE_TASK_STATES),
+        _exists(job.id, [WorkState.QUEUED]),
+        _exists(job.id, [WorkState.FAILED]))).one()
+    state = derive_state(job, active=active, queued=queued, failed=failed)
     if state != job.state:
         job.state = state
         job.updated_at = now
@@ -102,3 +125,70 @@ def rollup_jobs(session, job_ids, now):
     """Lock and roll up every job in ``job_ids``."""
     for job in lock_jobs(session, job_ids).values():
         rollup_job(session, job, now)
+
+
+#: Task states that may still run.
+OPEN_TASK_STATES = tuple(str(state) for state in (
+    WorkState.QUEUED, *sorted(ACTIVE_TASK_STATES)))
+
+#: Job states a job with nothing left to run must not keep.
+UNSETTLED_JOB_STATES = (str(WorkState.QUEUED), str(WorkState.RUNNING))
+
+
+def lock_jobs_near_end(session, task_ids):
+    """Lock, in id order, the jobs of ``task_ids`` that have no frame
+    queued; return them by id.
+
+    A caller about to end ``task_ids`` calls it before it locks them: the
+    jobs it will roll up are then locked before their tasks, as the job
+    services lock them. Jobs with frames still queued are left alone.
+    """
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    queued = select(Task.id).where(
+        Task.job_id == Job.id, Task.state == WorkState.QUEUED)
+    near = session.execute(
+        select(Job.id).where(
+            Job.id.in_(select(Task.job_id).where(Task.id.in_(ids))),
+            ~exists(queued))).scalars().all()
+    return lock_jobs(session, near)
+
+
+def settle_jobs(session, job_ids, now):
+    """Roll up those of ``job_ids`` whose last tasks may just have ended.
+
+    Called after tasks of ``job_ids`` ended. A job with frames still
+    queued is left alone, unlocked (see the module's docstring); the
+    others are locked in id order and rolled up. Returns the ids of the
+    jobs rolled up.
+    """
+    settled = []
+    for job_id in sorted(set(job_ids)):
+        if _has(session, job_id, [WorkState.QUEUED]):
+            continue
+        for job in lock_jobs(session, [job_id]).values():
+            rollup_job(session, job, now)
+            settled.append(job_id)
+    return settled
+
+
+def settle_stale_jobs(session, now):
+    """Roll up the queued or running jobs that have nothing left to run.
+
+    The scheduler's safety net for :func:`settle_jobs`: one indexed query
+    over the unfinished jobs. Returns the ids of the jobs whose state
+    changed.
+    """
+    still_open = select(Task.id).where(
+        Task.job_id == Job.id, Task.state.in_(OPEN_TASK_STATES))
+    stale = session.execute(
+        select(Job.id).where(Job.state.in_(UNSETTLED_JOB_STATES),
+                             ~exists(still_open))
+        .order_by(Job.id)).scalars().all()
+    changed = []
+    for job in lock_jobs(session, stale).values():
+        before = job.state
+        if rollup_job(session, job, now) != before:
+            changed.append(job.id)
+    return changed

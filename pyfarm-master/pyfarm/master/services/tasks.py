@@ -15,7 +15,7 @@ from pyfarm.core.logger import getLogger
 from pyfarm.master.errors import BadRequest, Conflict, NotFound
 from pyfarm.master.models import AgentJobFailure, Job, Task, TaskAttempt
 from pyfarm.master.models.task import ATTEMPT_CANCELLED, ATTEMPT_LOST
-from pyfarm.master.services.rollup import lock_jobs, rollup_job, rollup_jobs
+from pyfarm.master.services.rollup import lock_jobs_near_end, settle_jobs
 
 logger = getLogger("master.tasks")
 
@@ -49,21 +49,6 @@ def dialect_insert(session, model):
     raise NotImplementedError(f"database {name!r} is not supported")
 
 
-def lock_jobs_of(session, task_ids):
-    """Lock the jobs of ``task_ids`` at once, in id order.
-
-    A caller about to end several tasks in one transaction calls it
-    first: :func:`report_task` then finds its job locked already, and two
-    transactions never wait for each other's jobs (a deadlock on
-    PostgreSQL when each took them in the order of its own tasks).
-    """
-    ids = sorted(set(task_ids))
-    if not ids:
-        return {}
-    return lock_jobs(session, session.execute(
-        select(Task.job_id).where(Task.id.in_(ids))).scalars())
-
-
 def report_task(session, agent_id, task_id, attempt, state, now,
                 progress=None, error=None, outputs=None, rollup=None):
     """Apply an agent's update of one task; return the answer's body.
@@ -75,21 +60,22 @@ def report_task(session, agent_id, task_id, attempt, state, now,
     these are raised before anything changed, so a caller applying several
     updates in one transaction may go on with the next one.
 
-    ``rollup``, a set, collects the ids of the jobs to roll up instead of
-    rolling each one up at once: a caller applying many updates rolls
-    them up once (with :func:`~pyfarm.master.services.rollup.rollup_jobs`)
-    before it commits.
+    An ending state rolls the job up when nothing of it is queued any
+    more (:func:`~pyfarm.master.services.rollup.settle_jobs`; the job is
+    not locked while frames are queued). ``rollup``, a set, collects the
+    ids of the jobs to settle instead: a caller applying many updates
+    locks the jobs near their end first (with
+    :func:`~pyfarm.master.services.rollup.lock_jobs_near_end`, for all
+    its ending updates at once), and settles them once after its last
+    update, before it commits.
     """
     if state not in REPORTABLE_STATES:
         raise ValueError(f"cannot report state {state!r}")
     if outputs is not None and state != WorkState.DONE:
         raise BadRequest(f"field 'outputs' goes only with the state "
                          f"'done', not {state!r}")
-    if state in ENDING_STATES:
-        # The job before the task (see the rollup module): two tasks of
-        # the job ending at once must roll it up one after the other.
-        lock_jobs(session, session.execute(
-            select(Task.job_id).where(Task.id == task_id)).scalars())
+    if state in ENDING_STATES and rollup is None:
+        lock_jobs_near_end(session, [task_id])
     task = session.execute(
         select(Task).where(Task.id == task_id).with_for_update()
         .execution_options(populate_existing=True)).scalar()
@@ -118,7 +104,7 @@ def report_task(session, agent_id, task_id, attempt, state, now,
     if state in ENDING_STATES:
         if rollup is None:
             session.flush()
-            rollup_job(session, session.get(Job, task.job_id), now)
+            settle_jobs(session, [task.job_id], now)
         else:
             rollup.add(task.job_id)
     return _answer(task, attempt)
@@ -209,15 +195,15 @@ def release_agent_tasks(session, agent_id, now, outcome=ATTEMPT_LOST,
         if not task_ids:
             return []
         held.append(Task.id.in_(list(task_ids)))
-    # Lock the jobs before the tasks (see the rollup module).
-    lock_jobs(session, session.execute(
-        select(Task.job_id).where(*held).distinct()).scalars())
+    # The jobs are neither locked nor rolled up: the released tasks are
+    # queued again, so their jobs, started when the tasks were claimed,
+    # stay what they are (running, or paused).
     statement = (
         update(Task).where(*held)
         .values(state=WorkState.QUEUED, agent_id=None, assignment_id=None,
                 progress=0.0, assigned_at=None, started_at=None,
                 finished_at=None, updated_at=now)
-        .returning(Task.id, Task.attempt, Task.job_id))
+        .returning(Task.id, Task.attempt))
     released = session.execute(statement).all()
     if not released:
         return []
@@ -228,7 +214,6 @@ def release_agent_tasks(session, agent_id, now, outcome=ATTEMPT_LOST,
             TaskAttempt.state.in_(ACTIVE))
         .values(state=outcome, finished_at=now)
         .execution_options(synchronize_session="fetch"))
-    rollup_jobs(session, {row.job_id for row in released}, now)
     logger.info("released %d task(s) of agent %s as %s", len(released),
                 agent_id, outcome)
     return sorted(row.id for row in released)

@@ -28,7 +28,7 @@ from pyfarm.core.logger import getLogger
 from pyfarm.master.api.agents import AGENT_LOAD_OPTIONS, load_agent
 from pyfarm.master.api.common import arg, page_of, pagination
 from pyfarm.master.api.jobs import escape_like
-from pyfarm.master.db import db, utcnow
+from pyfarm.master.db import db, retry_transaction, utcnow
 from pyfarm.master.errors import BadRequest
 from pyfarm.master.models import (
     Agent,
@@ -260,6 +260,7 @@ def agent(agent_id):
 
 @ui.post("/agents/<agent_id>/state")
 @admin_required
+@retry_transaction()
 def agent_state(agent_id):
     """Disable an agent (``state=disabled``) or enable it
     (``state=online``); htmx gets the agent's new list row."""

@@ -52,7 +52,7 @@ from pyfarm.master.api.serialize import (
 )
 from pyfarm.master.api.tasks import logstore, task_of_job
 from pyfarm.master.auth import can_change
-from pyfarm.master.db import db, utcnow
+from pyfarm.master.db import db, retry_transaction, utcnow
 from pyfarm.master.errors import ApiError, BadRequest, NotFound
 from pyfarm.master.models import Job, PathMap, Task, TaskAttempt
 from pyfarm.master.services import jobs as service
@@ -366,6 +366,7 @@ def usable(path):
 
 @ui.post("/jobs/<int:job_id>/<action>")
 @login_required
+@retry_transaction()
 def job_action(job_id, action):
     """Pause, resume, rerun (failed frames or all), cancel or delete."""
     if action not in ACTIONS:
@@ -431,6 +432,7 @@ def form_changes(form):
 
 @ui.post("/jobs/<int:job_id>/edit")
 @login_required
+@retry_transaction()
 def job_edit(job_id):
     """Change the job's priority, weight and notes."""
     typed = {name: request.form.get(name, "") for name in EDIT_FIELDS}

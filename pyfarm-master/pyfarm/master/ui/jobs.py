@@ -27,7 +27,7 @@ from sqlalchemy import select
 from pyfarm.core.enums import FINAL_STATES, JOB_STATES, WorkState
 from pyfarm.core.logger import getLogger
 from pyfarm.master.auth import PEOPLE, can_change
-from pyfarm.master.db import db, utcnow
+from pyfarm.master.db import db, retry_transaction, utcnow
 from pyfarm.master.errors import ApiError, Conflict, Forbidden, NotFound
 from pyfarm.master.models import Job, JobQueue, JobType, Tag, User
 from pyfarm.master.services import jobs as service
@@ -125,6 +125,7 @@ def jobs():
 
 @ui.post("/jobs/bulk")
 @login_required
+@retry_transaction()
 def jobs_bulk():
     """Apply one action to the selected jobs, all or none of them.
 
