@@ -187,7 +187,7 @@ def measure_size(size, args):
                 syncs = simulate(farm.urls, farm.agent_token,
                                  agents=args.agents, seconds=args.seconds,
                                  mode="paced", interval=args.sync_interval,
-                                 seed=number)
+                                 seed=number, protocol="calls")
                 # Give the open frames back: the next run, and the
                 # decisions, start from the same queue.
                 _requeue_open_work(url)

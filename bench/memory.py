@@ -78,7 +78,7 @@ def serve_requests(farm, agents, seconds, pages=20):
         tasks += len(farm.client.tasks(job_id))
     syncs = simulate(farm.urls, farm.agent_token, agents=agents,
                      seconds=seconds, mode="burst", interval=1.0,
-                     warmup=0.5)
+                     warmup=0.5, protocol="calls")
     return {"job_pages": pages, "jobs_listed": listed,
             "tasks_listed": tasks, "syncs": syncs["syncs"],
             "assignments": syncs["assignments"],

@@ -2,18 +2,36 @@
 Simulated agents: many agents speaking the real agent protocol over HTTP.
 
 Each simulated agent registers (``POST /api/v1/agents/``), then syncs
-(``POST /api/v1/agents/<id>/sync``) with the (task, attempt) pairs it
-holds. It runs no subprocess: every task of an assignment it gets is
-reported ``running`` and then ``done`` at once (``PUT
-/api/v1/agents/<id>/tasks/<task>`` with the attempt), optionally after a
-log chunk, and the agent syncs again:
+with the (task, attempt) pairs it holds. It runs no subprocess: every
+task of an assignment it gets is done at once. It speaks one of two
+protocols (``--protocol``):
+
+``batch`` (the default)
+    as the real agent does: one ``POST /api/v1/agents/<id>/updates``
+    carries the log chunk of each assignment it got (with
+    ``--log-chunk``), a ``done`` update per task (no ``running``: the
+    real agent leaves it out when the final state goes in the same
+    request) and a sync asking for more work, all in one transaction;
+    the assignments of the answer's sync are what it runs next. With
+    ``--prefetch N`` the sync also asks for up to ``N`` more assignments
+    of the job of its last assignment (``"prefetch"``); it finishes all
+    it got at once;
+``calls``
+    one call each: a sync (``POST /api/v1/agents/<id>/sync``), then per
+    task ``running`` and ``done`` (``PUT /api/v1/agents/<id>/tasks/<task>``
+    with the attempt), optionally after a log chunk (``POST
+    .../assignments/<id>/log``).
+
+The agent asks for work again:
 
 ``burst``
     at once after its frames are done, as the real agent does after a
     ``done`` (this measures how fast the master hands out work);
 ``paced``
     only every ``sync_interval`` seconds (one sync per agent per interval,
-    this measures the sync latency of a farm at its normal pace).
+    this measures the sync latency of a farm at its normal pace; with the
+    batch protocol the ``done`` updates go with that sync, as if every
+    assignment took one interval).
 
 An agent that got no work waits ``sync_interval`` seconds (the first
 sync of each agent is spread over one interval, as agents that started
@@ -24,7 +42,8 @@ limits the figures: it reports the CPU time it used per assignment.
 Run alone against a master (an agent-role token)::
 
     .venv/bin/python bench/simagents.py --master http://127.0.0.1:5000 \\
-        --token TOKEN [--agents 1000] [--seconds 30] [--mode burst]
+        --token TOKEN [--agents 1000] [--seconds 30] [--mode burst] \\
+        [--protocol batch] [--prefetch 0]
 
 or use it from the benchmarks (:func:`simulate`). It needs aiohttp, which
 it installs into this Python environment on first use (it is a tool of
@@ -58,6 +77,12 @@ JOBTYPES = [{
         "additionalProperties": False},
     "software": None,
 }]
+
+#: Most log chunks and task updates one ``POST .../updates`` may carry.
+MAX_BATCH_LOGS = 100
+MAX_BATCH_UPDATES = 1000
+#: The protocols a simulated agent speaks.
+PROTOCOLS = ("batch", "calls")
 
 
 def need_aiohttp():
@@ -120,7 +145,7 @@ class SimAgent:
     """One simulated agent and its HTTP calls."""
 
     def __init__(self, http, base, token, stats, agent_id, cpus=1,
-                 number=0, log_chunk=False):
+                 number=0, log_chunk=False, protocol="batch", prefetch=0):
         self.http = http
         self.base = base.rstrip("/") + "/api/v1"
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -129,10 +154,18 @@ class SimAgent:
         self.hostname = f"sim-{number:05d}"
         self.cpus = cpus
         self.log_chunk = log_chunk
+        self.protocol = protocol
+        self.prefetch = prefetch
+        #: The (task, attempt) pairs this agent holds.
         self.held = set()
+        #: Batch protocol: the assignments got and not reported yet.
+        self.unreported = []
+        #: The job of the last assignment got (what prefetch asks for).
+        self.job = None
 
-    async def call(self, kind, method, path, body):
-        """Send one request; return ``(status, json body)``."""
+    async def call(self, kind, method, path, body, record=True):
+        """Send one request; return ``(status, json body)``. Its latency
+        is counted as ``kind`` when ``record``."""
         started = time.perf_counter()
         try:
             async with self.http.request(
@@ -145,7 +178,7 @@ class SimAgent:
             # count, not a reason to stop the other agents.
             self.stats.error(f"{kind}: {type(error).__name__}")
             return None, None
-        if self.stats.measuring() or kind == "register":
+        if record and (self.stats.measuring() or kind == "register"):
             self.stats.latency[kind].append(time.perf_counter() - started)
         return status, answer
 
@@ -165,35 +198,63 @@ class SimAgent:
             await asyncio.sleep(random.uniform(0.5, 1.5) * 2 ** attempt)
         return False
 
-    async def sync(self):
-        """Sync once; return the assignments of the answer."""
-        status, answer = await self.call(
-            "sync", "POST", f"/agents/{self.id}/sync", {
-                "free_ram": 60000,
+    def sync_body(self, reported=()):
+        """Return the body of a sync: the pairs held but ``reported``
+        (ended in the same request) and, when prefetching, what to
+        prefetch."""
+        ended = set(reported)
+        body = {"free_ram": 60000,
                 "running": [{"task": task, "attempt": attempt}
-                            for task, attempt in sorted(self.held)]})
+                            for task, attempt in sorted(self.held)
+                            if (task, attempt) not in ended]}
+        if self.prefetch and self.job is not None:
+            body["prefetch"] = {"job": self.job,
+                                "assignments": self.prefetch}
+        return body
+
+    def synced(self, answer):
+        """Apply a sync's answer (cancellations, then the assignments it
+        hands out, held from now on); return the assignments."""
+        for item in answer.get("cancel") or []:
+            self.drop(item["task"], item["attempt"])
+        assignments = answer.get("assignments") or []
+        for assignment in assignments:
+            self.take(assignment)
+        return assignments
+
+    async def sync(self):
+        """Calls protocol: sync once; return the assignments of the
+        answer."""
+        status, answer = await self.call(
+            "sync", "POST", f"/agents/{self.id}/sync", self.sync_body())
         if status != 200:
             if status is not None:  # else counted as the exception
                 self.stats.error(f"sync: HTTP {status}")
             return []
-        for item in answer.get("cancel") or []:
-            self.drop(item["task"], item["attempt"])
-        return answer.get("assignments") or []
+        return self.synced(answer)
 
-    async def update(self, task, attempt, state):
-        """Report ``state`` of a task; return the HTTP status."""
-        status, _ = await self.call(
-            "update", "PUT", f"/agents/{self.id}/tasks/{task}",
-            {"attempt": attempt, "state": state})
+    def answered(self, state, status):
+        """Count the answer (HTTP status, or None after a failed request,
+        already counted) to a task update of ``state``."""
         if status == 409:
             if self.stats.measuring():
                 self.stats.conflicts += 1
         elif status is not None and status != 200:
             self.stats.error(f"update {state}: HTTP {status}")
+        elif status == 200 and state == "done" and self.stats.measuring():
+            self.stats.done += 1
+
+    async def update(self, task, attempt, state):
+        """Calls protocol: report ``state`` of a task; return the HTTP
+        status."""
+        status, _ = await self.call(
+            "update", "PUT", f"/agents/{self.id}/tasks/{task}",
+            {"attempt": attempt, "state": state})
+        self.answered(state, status)
         return status
 
-    async def run_assignment(self, assignment):
-        """Run one assignment at once: running, log, done."""
+    def take(self, assignment):
+        """Hold the tasks of an assignment just got (and count it)."""
         tasks = [(task["id"], task["attempt"])
                  for task in assignment["tasks"]]
         self.held.update(tasks)
@@ -202,29 +263,106 @@ class SimAgent:
             if holders.get(task, self.id) != self.id:
                 self.stats.double += 1
             holders[task] = self.id
-        counting = self.stats.measuring()
-        if counting:
+        if self.stats.measuring():
             self.stats.assignments += 1
             self.stats.tasks += len(tasks)
+        self.job = assignment["job"]["id"]
+        if self.protocol == "batch":
+            self.unreported.append(assignment)
+
+    @staticmethod
+    def log_text(assignment):
+        """Return the log chunk of an assignment."""
+        frames = " ".join(str(task["frame"])
+                          for task in assignment["tasks"])
+        return f"simulated frames {frames}\n"
+
+    async def run_assignment(self, assignment):
+        """Calls protocol: run one assignment at once: running, log,
+        done."""
+        tasks = [(task["id"], task["attempt"])
+                 for task in assignment["tasks"]]
         for task, attempt in tasks:
             if await self.update(task, attempt, "running") != 200:
                 self.drop(task, attempt)
         if self.log_chunk:
-            frames = " ".join(str(task["frame"])
-                              for task in assignment["tasks"])
             status, _ = await self.call(
                 "log", "POST",
                 f"/agents/{self.id}/assignments/{assignment['id']}/log",
-                {"offset": 0, "data": f"simulated frames {frames}\n"})
+                {"offset": 0, "data": self.log_text(assignment)})
             if status is not None and status != 200:
                 self.stats.error(f"log: HTTP {status}")
         for task, attempt in tasks:
             if (task, attempt) not in self.held:
                 continue
-            status = await self.update(task, attempt, "done")
+            await self.update(task, attempt, "done")
             self.drop(task, attempt)
-            if status == 200 and self.stats.measuring():
-                self.stats.done += 1
+
+    def batches(self, assignments):
+        """Return the ``(logs, updates)`` reporting ``assignments`` done,
+        split so that no request carries more than the master takes."""
+        parts, logs, updates = [], [], []
+        for assignment in assignments:
+            if self.log_chunk:
+                if len(logs) == MAX_BATCH_LOGS:
+                    parts.append((logs, updates))
+                    logs, updates = [], []
+                logs.append({"assignment": assignment["id"], "offset": 0,
+                             "data": self.log_text(assignment)})
+            for task in assignment["tasks"]:
+                if (task["id"], task["attempt"]) not in self.held:
+                    continue  # cancelled meanwhile
+                if len(updates) == MAX_BATCH_UPDATES:
+                    parts.append((logs, updates))
+                    logs, updates = [], []
+                updates.append({"task": task["id"],
+                                "attempt": task["attempt"],
+                                "state": "done"})
+        if logs or updates:
+            parts.append((logs, updates))
+        return parts
+
+    async def report(self, sync=True):
+        """Batch protocol: report every assignment got as done (with its
+        log chunk) and, with ``sync``, ask for work in the same request;
+        return the assignments of the answer."""
+        finished, self.unreported = self.unreported, []
+        parts = self.batches(finished)
+        if sync and not parts:
+            parts = [([], [])]
+        assignments = []
+        for number, (logs, updates) in enumerate(parts):
+            body = {"logs": logs, "updates": updates}
+            pairs = [(item["task"], item["attempt"]) for item in updates]
+            asks = sync and number == len(parts) - 1
+            if asks:
+                body["sync"] = self.sync_body(reported=pairs)
+            assignments = await self.send_batch(body, pairs, asks)
+        return assignments
+
+    async def send_batch(self, body, pairs, asks):
+        """Send one ``POST .../updates``; count its answers, forget the
+        tasks it reported; return the assignments of its sync."""
+        # The request that answers a sync is timed as the sync; one
+        # without (the last report, or a report too large for one
+        # request) is not timed.
+        status, answer = await self.call(
+            "sync" if asks else "updates", "POST",
+            f"/agents/{self.id}/updates", body, record=asks)
+        if status != 200:
+            if status is not None:  # else counted as the exception
+                self.stats.error(f"updates: HTTP {status}")
+            answer = {}
+        for item in answer.get("logs") or []:
+            if item.get("status") != 200:
+                self.stats.error(f"log: HTTP {item.get('status')}")
+        for item in answer.get("updates") or []:
+            self.answered("done", item.get("status"))
+        for task, attempt in pairs:
+            self.drop(task, attempt)
+        if not asks or answer.get("sync") is None:
+            return []
+        return self.synced(answer["sync"])
 
     def drop(self, task, attempt):
         """Forget a task this agent held."""
@@ -234,18 +372,25 @@ class SimAgent:
 
     async def live(self, mode, interval, stop_at, rng):
         """Sync and work until ``stop_at`` (monotonic seconds)."""
-        await asyncio.sleep(rng.uniform(0, interval))
+        start = rng.uniform(0, interval)
+        await asyncio.sleep(min(start, max(0.0, stop_at - time.monotonic())))
         while time.monotonic() < stop_at:
             began = time.monotonic()
-            assignments = await self.sync()
-            for assignment in assignments:
-                await self.run_assignment(assignment)
+            if self.protocol == "batch":
+                assignments = await self.report()
+            else:
+                assignments = await self.sync()
+                for assignment in assignments:
+                    await self.run_assignment(assignment)
             if mode == "burst" and assignments:
                 continue
             wait = interval - (time.monotonic() - began)
             wait = min(wait, stop_at - time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
+        if self.unreported:
+            # Finish the last assignments without asking for more.
+            await self.report(sync=False)
 
 
 def agent_ids(count, seed):
@@ -257,8 +402,8 @@ def agent_ids(count, seed):
 
 
 async def _simulate(masters, token, numbers, seconds, mode, interval,
-                    warmup, cpus, log_chunk, connections, seed,
-                    barrier=None):
+                    warmup, cpus, log_chunk, connections, seed, protocol,
+                    prefetch, barrier=None):
     """Run the simulated agents ``numbers`` (indexes into the agent ids of
     ``seed``) in this process; return their raw figures."""
     aiohttp = need_aiohttp()
@@ -274,7 +419,8 @@ async def _simulate(masters, token, numbers, seconds, mode, interval,
                                      timeout=timeout) as http:
         sims = [SimAgent(http, masters[number % len(masters)], token,
                          stats, ids[number], cpus=cpus, number=number,
-                         log_chunk=log_chunk)
+                         log_chunk=log_chunk, protocol=protocol,
+                         prefetch=prefetch)
                 for number in numbers]
         started = time.monotonic()
         registered = await asyncio.gather(*(sim.register() for sim in sims))
@@ -317,7 +463,7 @@ def _in_process(queue, barrier, args):
         queue.put(error)
 
 
-def merge(parts, mode, interval, cpus):
+def merge(parts, mode, interval, cpus, protocol="batch", prefetch=0):
     """Merge the raw figures of every process into the summary."""
     latency = {kind: [value for part in parts
                       for value in part["latency"][kind]]
@@ -334,6 +480,8 @@ def merge(parts, mode, interval, cpus):
     syncs = latency["sync"]
     return {
         "mode": mode,
+        "protocol": protocol,
+        "prefetch": prefetch,
         "agents": total["agents"],
         "processes": len(parts),
         "cpus_per_agent": cpus,
@@ -375,7 +523,8 @@ def latency_summary(values):
 
 def simulate(masters, token, agents=1000, seconds=30, mode="burst",
              interval=10.0, warmup=None, cpus=1, log_chunk=False,
-             connections=0, seed=1, processes=1):
+             connections=0, seed=1, processes=1, protocol="batch",
+             prefetch=0):
     """Run ``agents`` simulated agents against ``masters`` (URLs; agent
     ``n`` talks to ``masters[n % len(masters)]``); return figures.
 
@@ -387,10 +536,22 @@ def simulate(masters, token, agents=1000, seconds=30, mode="burst",
     (0: none, every agent has its own as a real agent does);
     ``processes`` shares the agents among that many processes.
 
+    ``protocol`` is ``"batch"`` (one ``POST .../updates`` reports the
+    frames done and syncs, as the real agent does; its latency is counted
+    as the sync's, and ``update_ms`` and ``log_ms`` are None) or
+    ``"calls"`` (a sync, then a call per update and log chunk).
+    ``prefetch`` (batch only) asks every sync for up to that many more
+    assignments of the job of the agent's last assignment.
+
     A task handed to a second simulated agent while another holds it is
     counted (``held_by_two_agents``) within one process, so the check
     runs with ``processes=1`` only.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}")
+    if prefetch < 0 or (prefetch and protocol != "batch"):
+        raise ValueError("prefetch must be 0, or positive with the "
+                         "batch protocol")
     if isinstance(masters, str):
         masters = [masters]
     if warmup is None:
@@ -398,11 +559,11 @@ def simulate(masters, token, agents=1000, seconds=30, mode="burst",
     shares = [list(range(part, agents, processes))
               for part in range(processes)]
     common = (seconds, mode, interval, warmup, cpus, log_chunk,
-              connections, seed)
+              connections, seed, protocol, prefetch)
     if processes == 1:
         parts = [asyncio.run(_simulate(list(masters), token, shares[0],
                                        *common))]
-        return merge(parts, mode, interval, cpus)
+        return merge(parts, mode, interval, cpus, protocol, prefetch)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     barrier = context.Barrier(processes)
@@ -418,18 +579,30 @@ def simulate(masters, token, agents=1000, seconds=30, mode="burst",
     for part in parts:
         if isinstance(part, BaseException):
             raise part
-    return merge(parts, mode, interval, cpus)
+    return merge(parts, mode, interval, cpus, protocol, prefetch)
 
 
-def stub_master(port, ready=None):
+def stub_master(port, first=1):
     """Serve a stand-in master on ``port`` that answers the agent protocol
-    at once (every sync brings one new assignment of one task), so that
-    the tool's own ceiling can be measured; runs until killed."""
+    at once (every sync brings one new assignment of one task, and as many
+    more as it asks to prefetch; the task ids count from ``first``), so
+    that the tool's own ceiling can be measured; runs until killed."""
     import itertools
 
     need_aiohttp()
     from aiohttp import web
-    counter = itertools.count(1)
+    counter = itertools.count(first)
+
+    def assignment():
+        number = next(counter)
+        return {"id": str(uuid.UUID(int=number, version=4)),
+                "job": {"id": 1},
+                "tasks": [{"id": number, "frame": number, "attempt": 1}]}
+
+    def sync_answer(body):
+        more = (body.get("prefetch") or {}).get("assignments", 0)
+        return {"assignments": [assignment() for _ in range(1 + more)],
+                "cancel": [], "sync_interval": 10, "state": "running"}
 
     async def register(request):
         body = await request.json()
@@ -437,13 +610,7 @@ def stub_master(port, ready=None):
                                  status=201)
 
     async def sync(request):
-        await request.read()
-        number = next(counter)
-        return web.json_response({
-            "assignments": [{"id": f"stub-{number}", "job": {"id": 1},
-                             "tasks": [{"id": number, "frame": number,
-                                        "attempt": 1}]}],
-            "cancel": [], "sync_interval": 10, "state": "running"})
+        return web.json_response(sync_answer(await request.json()))
 
     async def update(request):
         body = await request.json()
@@ -455,16 +622,30 @@ def stub_master(port, ready=None):
         await request.read()
         return web.json_response({"size": 1})
 
+    async def updates(request):
+        body = await request.json()
+        sync = body.get("sync")
+        return web.json_response({
+            "logs": [{"assignment": chunk["assignment"], "status": 200,
+                      "size": len(chunk["data"])}
+                     for chunk in body.get("logs", [])],
+            "updates": [{"task": item["task"], "attempt": item["attempt"],
+                         "status": 200, "state": item["state"]}
+                        for item in body.get("updates", [])],
+            "sync": None if sync is None else sync_answer(sync)})
+
     app = web.Application()
     app.router.add_post("/api/v1/agents/", register)
     app.router.add_post("/api/v1/agents/{agent}/sync", sync)
     app.router.add_put("/api/v1/agents/{agent}/tasks/{task}", update)
     app.router.add_post("/api/v1/agents/{agent}/assignments/{aid}/log", log)
+    app.router.add_post("/api/v1/agents/{agent}/updates", updates)
     web.run_app(app, host="127.0.0.1", port=port, print=None,
                 access_log=None, reuse_port=True)
 
 
-def selftest(agents, seconds, processes, servers=2):
+def selftest(agents, seconds, processes, servers=2, protocol="batch",
+             prefetch=0, log_chunk=False):
     """Measure the tool against ``servers`` stand-in master processes;
     return its figures."""
     import socket
@@ -473,8 +654,11 @@ def selftest(agents, seconds, processes, servers=2):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     context = multiprocessing.get_context("fork")
-    stubs = [context.Process(target=stub_master, args=(port,), daemon=True)
-             for _ in range(servers)]
+    # Each stand-in hands out task ids of its own, so that no task is
+    # held by two agents.
+    stubs = [context.Process(target=stub_master, daemon=True,
+                             args=(port, 1 + number * 10 ** 9))
+             for number in range(servers)]
     for stub in stubs:
         stub.start()
     try:
@@ -489,7 +673,8 @@ def selftest(agents, seconds, processes, servers=2):
                 time.sleep(0.1)
         return simulate(f"http://127.0.0.1:{port}", "stub", agents=agents,
                         seconds=seconds, mode="burst", warmup=1,
-                        processes=processes)
+                        processes=processes, protocol=protocol,
+                        prefetch=prefetch, log_chunk=log_chunk)
     finally:
         for stub in stubs:
             stub.terminate()
@@ -518,14 +703,28 @@ def main(argv=None):
                         help="cpus (slots) per simulated agent")
     parser.add_argument("--log-chunk", action="store_true",
                         help="send one log chunk per assignment")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="batch",
+                        help="batch (default, as the real agent): the "
+                        "frames done and the next sync in one POST "
+                        ".../updates; calls: a sync, then one call per "
+                        "task update and log chunk")
+    parser.add_argument("--prefetch", type=int, default=0,
+                        help="batch protocol: ask every sync for up to "
+                        "this many more assignments of the job of the "
+                        "agent's last assignment (default 0: none)")
     parser.add_argument("--connections", type=int, default=0,
                         help="most HTTP connections open at once per "
                         "process (default 0: one per agent)")
     parser.add_argument("--processes", type=int, default=1,
                         help="share the agents among this many processes")
     args = parser.parse_args(argv)
+    if args.prefetch < 0 or (args.prefetch and args.protocol != "batch"):
+        parser.error("--prefetch must be 0, or positive with --protocol "
+                     "batch")
     if args.selftest:
-        result = selftest(args.agents, args.seconds, args.processes)
+        result = selftest(args.agents, args.seconds, args.processes,
+                          protocol=args.protocol, prefetch=args.prefetch,
+                          log_chunk=args.log_chunk)
         result["load"] = [round(value, 2) for value in os.getloadavg()]
         print(json.dumps(result, indent=2))
         return 0
@@ -536,7 +735,8 @@ def main(argv=None):
                       interval=args.sync_interval, warmup=args.warmup,
                       cpus=args.cpus, log_chunk=args.log_chunk,
                       connections=args.connections,
-                      processes=args.processes)
+                      processes=args.processes, protocol=args.protocol,
+                      prefetch=args.prefetch)
     print(json.dumps(result, indent=2))
     return 0
 
