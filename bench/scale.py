@@ -19,8 +19,12 @@ The simulated agents speak ``--protocol batch`` (the default, as the real
 agent: the frames done and the next sync in one ``POST
 /api/v1/agents/<id>/updates``, whose latency is the sync latency) or
 ``--protocol calls`` (a sync, then one call per task update and log
-chunk). ``--prefetch N`` (batch only, default 0) has every sync ask for
-up to ``N`` more assignments of the job of the agent's last assignment.
+chunk). ``--prefetch N`` (batch only, default 0) has every sync of the
+``burst`` phase ask for up to ``N`` more assignments of the job of the
+agent's last assignment, as the real agent asks for frames that end at
+once (the master grants up to its ``prefetch_limit``); the ``paced``
+phase never prefetches, as the real agent does not for frames that last
+a sync interval.
 
 The queue is topped up to ``--frames`` before every run. With
 ``--masters 2`` two master processes (each with ``--workers`` gunicorn
@@ -242,7 +246,7 @@ def run_farm(args, masters):
                     seconds=args.seconds, mode="paced",
                     interval=args.sync_interval,
                     log_chunk=args.log_chunk, seed=masters,
-                    protocol=args.protocol, prefetch=args.prefetch)
+                    protocol=args.protocol, prefetch=0)
                 burst = simulate(
                     urls, farm.agent_token, agents=args.agents,
                     seconds=args.seconds, mode="burst",

@@ -129,6 +129,31 @@ def test_a_studio_package_replaces_the_built_in_of_its_name(monkeypatch):
     assert jobtypes.load("maya") is StudioMaya
 
 
+def test_build_looks_a_job_type_up_once_per_cache(monkeypatch):
+    # Reading every package's metadata for each assignment costs more
+    # than a frame of a few milliseconds.
+    looked_up = []
+    real = jobtypes.entry_points
+
+    def entry_points(**query):
+        looked_up.append(query.get("name"))
+        return real(**query)
+
+    monkeypatch.setattr(jobtypes, "entry_points", entry_points)
+    assignment = {"id": "a1", "job": {
+        "id": 1, "jobtype": "command", "data": {"argv": ["true"]},
+        "environ": {}, "by": 1}, "tasks": [{"id": 1, "frame": 1,
+                                            "attempt": 1}]}
+    classes = {}
+    first = jobtypes.build(assignment, environ={}, classes=classes)
+    second = jobtypes.build(assignment, environ={}, classes=classes)
+    assert type(first) is type(second) is CommandJobType
+    assert looked_up == ["command"]
+    assert classes == {"command": CommandJobType}
+    jobtypes.build(assignment, environ={})  # no cache: looked up again
+    assert looked_up == ["command", "command"]
+
+
 def test_unknown_job_type_names_what_is_installed():
     with pytest.raises(JobTypeError,
                        match=r"no job type 'renderman'.*blender, command"):

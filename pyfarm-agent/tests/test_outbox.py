@@ -12,7 +12,7 @@ from pyfarm.agent.master import (
     Rejected,
     ServerError,
 )
-from pyfarm.agent.outbox import MAX_LOGS, Outbox
+from pyfarm.agent.outbox import MAX_LOGS, SAVE_DELAY, Outbox
 from pyfarm.agent.retry import RetryPolicy
 
 
@@ -148,10 +148,51 @@ def test_retries_with_backoff_and_keeps_the_order(clock, master, tmp_path):
 def test_every_change_is_saved(clock, master, tmp_path):
     outbox = make(clock, master, tmp_path)
     outbox.put(update(1, "done"))
+    clock.advance(SAVE_DELAY)
     saved = json.loads((tmp_path / "outbox.json").read_text())
     assert saved == [update(1, "done")]
     outbox.resume()
     assert json.loads((tmp_path / "outbox.json").read_text()) == []
+
+
+def test_changes_close_together_and_of_one_answer_are_saved_once(
+        clock, master, tmp_path, monkeypatch):
+    outbox = make(clock, master, tmp_path)
+    saves = []
+    real = outbox.save
+
+    def save():
+        saves.append(json.loads(json.dumps(outbox.items)))
+        real()
+
+    monkeypatch.setattr(outbox, "save", save)
+    for task in range(1, 6):
+        outbox.put(update(task, "done"))
+        clock.advance(SAVE_DELAY / 10)
+    assert saves == []
+    clock.advance(SAVE_DELAY)
+    assert len(saves) == 1 and len(saves[0]) == 5
+    outbox.resume()  # one request, one answer for the five
+    assert saves[1:] == [[]]
+
+
+def test_what_a_request_carries_is_saved_before_it_leaves(
+        clock, master, tmp_path):
+    outbox = make(clock, master, tmp_path)
+    outbox.resume()
+    master.down = True
+    outbox.put(update(1, "done"))  # sent at once, in this very turn
+    assert master.of("update")
+    saved = json.loads((tmp_path / "outbox.json").read_text())
+    assert saved == [update(1, "done")]
+
+
+def test_pausing_saves_what_waits(clock, master, tmp_path):
+    outbox = make(clock, master, tmp_path)
+    outbox.put(update(1, "failed"))
+    outbox.pause()  # the agent stops before the turn ends
+    saved = json.loads((tmp_path / "outbox.json").read_text())
+    assert saved == [update(1, "failed")]
 
 
 def test_load_keeps_final_updates_only_and_forgets_log_gates(

@@ -182,3 +182,18 @@ def test_registering_with_an_older_master_stops_prefetching(
     service._registered(dict(master.register_answer, id=service.agent_id))
     assert service.prefetch_limit == 0
     assert service.prefetch_request() is None
+
+
+def test_a_slow_master_makes_the_queue_longer():
+    # 10 ms frames on two slots: half a second is 100 frames, but with
+    # answers taking 0.4 s the slots would run dry: 2 x 0.4 s of work.
+    assert prefetch.wanted(0.01, 1.0, 2, 0, 1000) == 100
+    assert prefetch.wanted(0.01, 1.0, 2, 0, 1000, round_trip=0.1) == 100
+    assert prefetch.wanted(0.01, 1.0, 2, 0, 1000, round_trip=0.4) == 160
+    assert prefetch.wanted(0.01, 1.0, 2, 0, 64, round_trip=0.4) == 64
+
+
+def test_the_outbox_measures_its_round_trip(
+        make_service, master, clock, spawner, make_assignment, limit):
+    service = started(make_service, clock, master, [make_assignment()])
+    assert service.outbox.round_trip == 0.0  # the fake answers at once

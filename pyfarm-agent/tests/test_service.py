@@ -887,3 +887,22 @@ def test_the_heartbeat_goes_while_the_updates_keep_failing(
     clock.pump([1] * 600)
     gaps = [b - a for a, b in zip(synced, synced[1:], strict=False)]
     assert len(synced) > 20 and max(gaps) <= MAX_SYNC_RETRY
+
+
+def test_job_types_are_looked_up_once_per_agent(
+        make_service, master, clock, spawner, make_assignment, monkeypatch):
+    from pyfarm.agent import jobtypes
+
+    looked_up = []
+    real = jobtypes.entry_points
+
+    def entry_points(**query):
+        looked_up.append(query.get("name"))
+        return real(**query)
+
+    monkeypatch.setattr(jobtypes, "entry_points", entry_points)
+    started(make_service, clock, master, [
+        make_assignment("a1", frames=(1,), first_task=101),
+        make_assignment("a2", frames=(2,), first_task=102)])
+    assert len(spawner.processes) == 2
+    assert looked_up == ["command"]

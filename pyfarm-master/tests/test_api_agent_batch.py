@@ -236,28 +236,28 @@ def test_only_jobs_with_nothing_queued_are_locked_in_id_order(
     pairs.sort(key=lambda item: -job_of[item["task"]])
     events = []
     lock_jobs = rollup.lock_jobs
-    report_task = task_service.report_task
+    report_done_many = task_service.report_done_many
 
     def locking(session, ids):
         ids = list(ids)
         events.append(("lock", ids))
         return lock_jobs(session, ids)
 
-    def reporting(session, agent_id, task_id, *args, **kwargs):
-        events.append(("report", task_id))
-        return report_task(session, agent_id, task_id, *args, **kwargs)
+    def reporting(session, agent_id, updates, *args, **kwargs):
+        events.append(("report", [task for task, _ in updates]))
+        return report_done_many(session, agent_id, updates, *args, **kwargs)
 
     monkeypatch.setattr(rollup, "lock_jobs", locking)
-    monkeypatch.setattr(task_service, "report_task", reporting)
+    monkeypatch.setattr(task_service, "report_done_many", reporting)
     body = batch(registered, updates=[{**item, "state": "done"}
                                       for item in pairs]).get_json()
     assert [item["status"] for item in body["updates"]] == [200] * 3
-    # The jobs near their end first, at once and in id order, then every
-    # update, then the roll-ups; the job with a frame still queued is not
-    # locked at all.
-    assert events == [("lock", [first_job, second_job])] + [
-        ("report", item["task"]) for item in pairs] + [
-        ("lock", [first_job]), ("lock", [second_job])]
+    # The jobs near their end first, at once and in id order, then the
+    # updates (the plain `done`s all at once), then the roll-ups; the job
+    # with a frame still queued is not locked at all.
+    assert events == [("lock", [first_job, second_job]),
+                      ("report", [item["task"] for item in pairs]),
+                      ("lock", [first_job]), ("lock", [second_job])]
     db.session.expire_all()
     states = {job: db.session.get(Job, job).state
               for job in (first_job, second_job, busy_job)}
@@ -364,22 +364,70 @@ def test_a_batch_that_lost_a_deadlock_runs_again(registered, monkeypatch):
     assignments = batch(registered, sync={}).get_json()["sync"][
         "assignments"]
     pairs = held(assignments)
-    report_task, calls = task_service.report_task, []
+    report_done_many, calls = task_service.report_done_many, []
 
     def deadlocking(*args, **kwargs):
         calls.append(args[2])
         if len(calls) == 1:
             raise sa.exc.OperationalError("UPDATE tasks", {}, Deadlock())
-        return report_task(*args, **kwargs)
+        return report_done_many(*args, **kwargs)
 
-    monkeypatch.setattr(task_service, "report_task", deadlocking)
+    monkeypatch.setattr(task_service, "report_done_many", deadlocking)
     answer = batch(registered, updates=[{**item, "state": "done"}
                                         for item in pairs], sync={})
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
     assert [item["status"] for item in body["updates"]] == [200, 200]
     # The first attempt was rolled back and the whole batch ran again.
-    assert len(calls) == 3
+    assert len(calls) == 2 and calls[0] == calls[1]
     db.session.expire_all()
     assert {db.session.get(Task, item["task"]).state
             for item in pairs} == {"done"}
+
+
+def test_plain_dones_in_bulk_keep_every_rule_of_one_update(
+        registered, make_user):
+    # Many `done`s go to the database in two statements, answered each
+    # as PUT .../tasks/<id> would answer it.
+    make_job(1, 4)
+    db.session.execute(sa.update(Agent).values(cpus=4))
+    db.session.commit()
+    assignments = batch(registered, sync={}).get_json()["sync"][
+        "assignments"]
+    one, two, three, four = held(assignments)
+    # Task three failed already; task four's attempt moved on (another
+    # agent took it after this one was declared lost).
+    assert batch(registered, updates=[
+        {**three, "state": "failed", "error": "boom"}]).get_json()[
+        "updates"][0]["status"] == 200
+    db.session.execute(sa.update(Task).where(Task.id == four["task"])
+                       .values(attempt=four["attempt"] + 1))
+    db.session.commit()
+    body = batch(registered, updates=[
+        {**one, "state": "done"},
+        {**two, "attempt": two["attempt"] + 1, "state": "done"},
+        {**three, "state": "done"},
+        {**four, "state": "done"},
+        {"task": 2**31 - 1, "attempt": 1, "state": "done"},
+        {**one, "state": "done"},
+        {**two, "state": "done"},
+    ]).get_json()["updates"]
+    assert [item["status"] for item in body] == [
+        200, 409, 409, 409, 404, 200, 200]
+    assert "already ended as 'failed'" in body[2]["error"]
+    assert "not current" in body[3]["error"]
+    assert body[0] == {"task": one["task"], "attempt": one["attempt"],
+                       "state": "done", "status": 200}
+    db.session.expire_all()
+    states = {task: db.session.get(Task, task).state
+              for task in (one["task"], two["task"], four["task"])}
+    assert states == {one["task"]: "done", two["task"]: "done",
+                      four["task"]: "assigned"}
+    attempt = db.session.execute(sa.text(
+        "SELECT state, started_at, finished_at FROM task_attempts "
+        "WHERE task_id = :task AND attempt = :attempt"), one).one()
+    assert attempt.state == "done" and attempt.finished_at is not None
+    assert attempt.started_at is not None
+    # Done again later: a no-op answered 200.
+    again = batch(registered, updates=[{**one, "state": "done"}]).get_json()
+    assert again["updates"][0]["status"] == 200

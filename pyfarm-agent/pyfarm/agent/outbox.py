@@ -9,14 +9,19 @@ the agent's log streams and, when the agent asked for one, a sync: the
 master applies them in one transaction and answers each one. One request
 is in flight at a time.
 
-The list is saved to a JSON file whenever a final update joins or leaves
-it: only those are read back after a restart, so "running" and progress
-reports cost no disk write (an fsync on the reactor's thread). While the
-master is away it retries with backoff and jitter; a master restart loses
-nothing, and an agent restart loses no final state either (the file is
-read back). A "running" report still waiting when the final state of the
-same attempt arrives is left out (the final state implies it); one that
-is alone waits :data:`LINGER` seconds, so that a frame ending at once
+The list is saved to a JSON file whenever final updates joined or left
+it: :data:`SAVE_DELAY` seconds after they joined, or before that when a
+request is about to carry them, and once per answer for those it
+acknowledged, so that frames ending close together cost one write, not
+one each (an fsync on the reactor's thread). Only final updates are
+read back after a restart, so "running" and progress reports cost no
+disk write. While the master is away it retries with backoff and
+jitter; a master restart loses nothing, and an agent restart loses no
+final state either (the file is read back), unless the agent dies within
+:data:`SAVE_DELAY` of a frame's end (the frame is then run again). A
+"running" report still waiting when the final state of the same attempt
+arrives is left out (the final state implies it); one that is alone
+waits :data:`LINGER` seconds, so that a frame ending at once
 costs one request, not two.
 
 An update may wait for a log: ``"log": [assignment_id, size]`` holds it
@@ -74,6 +79,10 @@ LINGER = 0.1
 #: of another short process) to go along in the same request.
 COALESCE = 0.01
 
+#: Seconds a final update may wait in memory before it is saved (it is
+#: saved before a request carries it, whatever the wait).
+SAVE_DELAY = 0.01
+
 #: Most updates in one request (the master takes up to 1000).
 MAX_UPDATES = 500
 
@@ -130,6 +139,12 @@ class Outbox:
         #: the one item of a request the master refused as a whole.
         self._limit = None
         self._outdated = False
+        #: Whether final updates joined or left since the last save, and
+        #: the call that saves them.
+        self._dirty = False
+        self._save_call = None
+        #: Smoothed seconds from sending a request to its answer.
+        self.round_trip = None
 
     def __len__(self):
         return len(self.items)
@@ -177,6 +192,21 @@ class Outbox:
             logger.error("cannot save undelivered updates to %s: %s",
                          self.path, error)
 
+    def flush(self):
+        """Save now if final updates joined or left since the last save."""
+        if self._save_call is not None and self._save_call.active():
+            self._save_call.cancel()
+        self._save_call = None
+        if self._dirty:
+            self._dirty = False
+            self.save()
+
+    def _changed(self):
+        """Final updates joined or left: save soon (:data:`SAVE_DELAY`)."""
+        self._dirty = True
+        if self._save_call is None or not self._save_call.active():
+            self._save_call = self.reactor.callLater(SAVE_DELAY, self.flush)
+
     def final_pairs(self):
         """Return the ``(task, attempt)`` pairs with a final update queued."""
         return {pair(item) for item in self.items if item["state"] in FINAL}
@@ -193,7 +223,7 @@ class Outbox:
                           or self._sending(item)]
         self.items.append(dict(update))
         if update["state"] in FINAL:
-            self.save()
+            self._changed()
         self.kick()
 
     def _sending(self, item):
@@ -239,6 +269,7 @@ class Outbox:
 
     def pause(self):
         """Stop sending new requests (one in flight may still finish)."""
+        self.flush()
         self.paused = True
         for call in (self._retry, self._linger):
             if call is not None and call.active():
@@ -339,6 +370,8 @@ class Outbox:
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self._linger = None
+        # What goes to the master is on disk first.
+        self.flush()
         chunks = [(stream, stream.take()) for stream in streams]
         sync, waiters, body = None, [], None
         if self._sync is not None:
@@ -352,6 +385,7 @@ class Outbox:
                 sync, waiters = None, []
         self._in_flight = updates
         sent = _Request(updates, chunks, waiters, body if waiters else None)
+        sent.sent_at = self.reactor.seconds()
         # maybeDeferred: an error building the request must reach the
         # errback, or the outbox and the logs would wait for it forever.
         d = defer.maybeDeferred(
@@ -377,6 +411,9 @@ class Outbox:
     def _answered(self, answer, sent):
         self._in_flight = None
         self.failures = 0
+        took = max(self.reactor.seconds() - sent.sent_at, 0.0)
+        self.round_trip = took if self.round_trip is None else (
+            0.3 * took + 0.7 * self.round_trip)
         self._outdated = False
         if self._limit is not None:
             self._limit *= 2
@@ -407,6 +444,7 @@ class Outbox:
         finally:
             self.synced = False
             self._busy -= 1
+            self.flush()  # what the answer acknowledged, in one write
         if later:
             self._back_off(f"{len(sent.updates)} update(s) not answered")
         elif sent.waiters and not sent.updates and self._retry is not None:
@@ -455,7 +493,7 @@ class Outbox:
             if item is head:
                 del self.items[index]
                 if head["state"] in FINAL:
-                    self.save()
+                    self._changed()
                 break
         try:
             self.on_result(result, head, detail)
@@ -511,6 +549,7 @@ class Outbox:
                                f"update(s) ({error})")
         finally:
             self._busy -= 1
+            self.flush()
             self._after()
 
     def _refused(self, failure, sent):
@@ -588,6 +627,7 @@ class _Request:
         self.chunks = chunks
         self.waiters = waiters
         self.body = body
+        self.sent_at = 0.0
 
 
 class _Holding:

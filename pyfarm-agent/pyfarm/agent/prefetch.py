@@ -63,17 +63,21 @@ def slots(cpus, ram, job_cpus, job_ram):
     return max(count, 1)
 
 
-def wanted(seconds, threshold, slot_count, waiting, limit):
+def wanted(seconds, threshold, slot_count, waiting, limit,
+           round_trip=None):
     """How many more assignments to ask for, or 0.
 
     ``seconds`` is the job's smoothed run time, ``threshold`` the agent's
     ``agent_prefetch`` setting (0: never), ``slot_count`` how many the
     agent runs at once, ``waiting`` how many it holds not started yet and
     ``limit`` the master's ``prefetch_limit``. The agent aims at about
-    :data:`WINDOW` seconds of queued work per slot.
+    :data:`WINDOW` seconds of queued work per slot, or two of its
+    requests' ``round_trip`` (seconds) when that is longer, so that its
+    slots do not run dry while it waits for the answer.
     """
     if seconds is None or threshold <= 0 or limit <= 0 \
             or seconds >= threshold:
         return 0
-    target = min(limit, math.ceil(slot_count * WINDOW / max(seconds, 1e-3)))
+    window = max(WINDOW, 2 * (round_trip or 0.0))
+    target = min(limit, math.ceil(slot_count * window / max(seconds, 1e-3)))
     return max(0, target - waiting)

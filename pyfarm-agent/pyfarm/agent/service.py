@@ -38,6 +38,7 @@ The loop:
    master's pace).
 """
 
+import functools
 import json
 import math
 import os
@@ -207,7 +208,10 @@ class AgentService(service.MultiService):
         self.sysinfo = sysinfo or sysinfo_module
         self.rand = rand or random.Random().random
         self.spawn = spawn or process_module.spawn
-        self.build_jobtype = build_jobtype or jobtypes.build
+        #: Job type classes by name, loaded once (see jobtypes.build).
+        self.jobtype_classes = {}
+        self.build_jobtype = build_jobtype or functools.partial(
+            jobtypes.build, classes=self.jobtype_classes)
         self.policy = policy or RetryPolicy()
         self.environ = os.environ if environ is None else environ
         self.now = now or (lambda: datetime.now(timezone.utc))
@@ -474,7 +478,7 @@ class AgentService(service.MultiService):
         count = prefetch.wanted(
             seconds, self.settings.prefetch,
             prefetch.slots(self.cpus, self.ram, cpus, ram), waiting,
-            self.prefetch_limit)
+            self.prefetch_limit, round_trip=self.outbox.round_trip)
         if count < 1:
             return None
         return {"job": job_id, "assignments": count}

@@ -26,7 +26,7 @@ DEFAULTS = {
     "claim_on_sync": True,
     # Most assignments of a job with short frames an agent may hold beyond
     # what it runs at once, when its sync asks for them (0: never).
-    "prefetch_limit": 16,
+    "prefetch_limit": 256,
     # Failures of one job on one agent after which the agent is kept off
     # the job, and seconds after which that is forgiven.
     "blocklist_failures": 3,

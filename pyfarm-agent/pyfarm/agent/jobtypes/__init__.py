@@ -556,8 +556,21 @@ def find_software(configured=(), environ=None, os_name=None):
         str(os_name or OperatingSystem.current()))
 
 
-def build(assignment, environ=None, installed=None, os_name=None):
-    """Return the job type instance that runs ``assignment``."""
-    cls = load(assignment["job"]["jobtype"])
+def build(assignment, environ=None, installed=None, os_name=None,
+          classes=None):
+    """Return the job type instance that runs ``assignment``.
+
+    ``classes``, a dict, keeps the classes loaded by name: looking the
+    entry points up reads every installed package's metadata, too slow to
+    do for every assignment of frames that last milliseconds. The agent
+    keeps one for its lifetime (the job types it registered at start).
+    """
+    name = assignment["job"]["jobtype"]
+    if classes is None:
+        cls = load(name)
+    else:
+        cls = classes.get(name)
+        if cls is None:
+            cls = classes[name] = load(name)
     return cls(assignment, environ=environ, installed=installed,
                os_name=os_name)

@@ -319,6 +319,87 @@ def agent_log_append(agent_id, assignment_id):
     return jsonify({"size": size})
 
 
+def append_chunks(agent, chunks):
+    """Store the log chunks of a batch; return ``(answers, refused)``."""
+    store = current_app.extensions["pyfarm.logstore"]
+    known = task_service.known_assignments(
+        db.session, agent.id,
+        [chunk.assignment for chunk, _ in chunks if chunk is not None])
+    logs, refused = [], False
+    for chunk, problem in chunks:
+        if problem is not None:
+            refused = True
+            logs.append(problem)
+            continue
+        item = {"assignment": chunk.assignment}
+        try:
+            item["size"] = task_service.append_log(
+                db.session, store, agent.id, chunk.assignment, chunk.offset,
+                chunk.data.encode("utf-8"), known=known)
+            item["status"] = 200
+        except ApiError as error:
+            refused = True
+            item.update(error.to_dict(), status=error.status)
+        logs.append(item)
+    return logs, refused
+
+
+def is_plain_done(update):
+    """Whether a batch's update is a ``done`` with nothing but its
+    attempt (applied in bulk)."""
+    return update is not None and update.state == "done" \
+        and update.outputs is None
+
+
+def apply_updates(agent, items, refused, now):
+    """Apply the task updates of a batch; return ``(answers, ended pairs,
+    ids of the jobs to settle)``.
+
+    Plain ``done`` updates go in bulk
+    (:func:`~pyfarm.master.services.tasks.report_done_many`), the others
+    one by one, each answered on its own.
+    """
+    jobs, ended = set(), set()
+    bulk = [] if refused else [(update.task, update.attempt)
+                               for update, _ in items
+                               if is_plain_done(update)]
+    done = iter(task_service.report_done_many(
+        db.session, agent.id, bulk, now, jobs))
+    updates = []
+    for update, problem in items:
+        if problem is not None:
+            updates.append(problem)
+            continue
+        item = {"task": update.task, "attempt": update.attempt}
+        if refused:
+            # The agent sends a final state only after the output before
+            # it; a refused chunk may be that output.
+            item.update(status=424, error="not applied: a log chunk of "
+                        "this request was refused; send it again after "
+                        "the log")
+            updates.append(item)
+            continue
+        try:
+            if is_plain_done(update):
+                answer = next(done)
+                if isinstance(answer, ApiError):
+                    raise answer
+            else:
+                answer = task_service.report_task(
+                    db.session, agent.id, update.task, update.attempt,
+                    update.state, now, progress=update.progress,
+                    error=update.error, outputs=update.outputs,
+                    rollup=jobs)
+        except ApiError as error:  # raised before the update changed rows
+            item.update(error.to_dict(), status=error.status)
+        else:
+            item.update(answer, status=200)
+            if update.state in task_service.ENDING_STATES:
+                ended.add((update.task, update.attempt))
+        updates.append(item)
+    return updates, ended, jobs
+
+
 @api.post("/agents/<agent_id>/updates")
 @require_roles(*AGENT_ROLES)
 @retry_transaction()
@@ -339,49 +420,8 @@ def agent_batch(agent_id):
     lock_jobs_near_end(db.session, [
         update.task for update, _ in items if update is not None
         and update.state in task_service.ENDING_STATES])
-    store = current_app.extensions["pyfarm.logstore"]
-    logs, refused = [], False
-    for chunk, problem in chunks:
-        if problem is not None:
-            refused = True
-            logs.append(problem)
-            continue
-        item = {"assignment": chunk.assignment}
-        try:
-            item["size"] = task_service.append_log(
-                db.session, store, agent.id, chunk.assignment, chunk.offset,
-                chunk.data.encode("utf-8"))
-            item["status"] = 200
-        except ApiError as error:
-            refused = True
-            item.update(error.to_dict(), status=error.status)
-        logs.append(item)
-    updates, ended, jobs = [], set(), set()
-    for update, problem in items:
-        if problem is not None:
-            updates.append(problem)
-            continue
-        item = {"task": update.task, "attempt": update.attempt}
-        if refused:
-            # The agent sends a final state only after the output before
-            # it; a refused chunk may be that output.
-            item.update(status=424, error="not applied: a log chunk of "
-                        "this request was refused; send it again after "
-                        "the log")
-            updates.append(item)
-            continue
-        try:
-            answer = task_service.report_task(
-                db.session, agent.id, update.task, update.attempt,
-                update.state, now, progress=update.progress,
-                error=update.error, outputs=update.outputs, rollup=jobs)
-        except ApiError as error:  # raised before the update changed rows
-            item.update(error.to_dict(), status=error.status)
-        else:
-            item.update(answer, status=200)
-            if update.state in task_service.ENDING_STATES:
-                ended.add((update.task, update.attempt))
-        updates.append(item)
+    logs, refused = append_chunks(agent, chunks)
+    updates, ended, jobs = apply_updates(agent, items, refused, now)
     if jobs:
         db.session.flush()
         settle_jobs(db.session, jobs, now)

@@ -7,7 +7,7 @@ Conflict` and the agent stops that process. A final update sent again is
 a no-op, so agents may retry until they see an answer.
 """
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pyfarm.core.enums import ACTIVE_TASK_STATES, WorkState
@@ -108,6 +108,79 @@ def report_task(session, agent_id, task_id, attempt, state, now,
         else:
             rollup.add(task.job_id)
     return _answer(task, attempt)
+
+
+def report_done_many(session, agent_id, updates, now, rollup):
+    """Apply many plain ``done`` updates at once; return their answers.
+
+    ``updates`` holds ``(task_id, attempt)`` pairs of ``done`` updates
+    without ``outputs``. The answers, in the same order, are the answer
+    bodies of :func:`report_task` or the :class:`~pyfarm.master.errors.
+    ApiError` it would have raised: the same checks (unknown task, an
+    attempt that is not this agent's current one, an attempt that ended
+    otherwise; the same ``done`` again is a no-op), made on rows read in
+    two queries, and the frames that pass are set done by two
+    ``UPDATE`` statements whatever their number. The ids of their jobs
+    go into ``rollup`` (see :func:`report_task`).
+    """
+    if not updates:
+        return []
+    ids = sorted({task_id for task_id, _ in updates})
+    tasks = {row.id: row for row in session.execute(
+        select(Task.id, Task.attempt, Task.state, Task.job_id)
+        .where(Task.id.in_(ids)).order_by(Task.id).with_for_update())}
+    attempts = {(row.task_id, row.attempt): row for row in session.execute(
+        select(TaskAttempt.task_id, TaskAttempt.attempt,
+               TaskAttempt.agent_id, TaskAttempt.state)
+        .where(tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(
+            sorted(set(updates)))))}
+    answers, apply, state_of = [], {}, {}
+    for task_id, attempt in updates:
+        task, row = tasks.get(task_id), attempts.get((task_id, attempt))
+        if task is None:
+            answers.append(NotFound(f"no task with id {task_id}"))
+            continue
+        state = state_of.get((task_id, attempt), row and row.state)
+        if row is None or row.agent_id != agent_id:
+            answers.append(Conflict(
+                f"task {task_id} has no attempt {attempt} on agent "
+                f"{agent_id}; stop that process"))
+        elif state in FINAL_ATTEMPT_STATES:
+            answers.append(
+                {"task": task_id, "attempt": attempt,
+                 "state": WorkState.DONE if (task_id, attempt) in apply
+                 else task.state} if state == WorkState.DONE else
+                Conflict(f"attempt {attempt} of task {task_id} already "
+                         f"ended as {state!r}; stop that process"))
+        elif attempt != task.attempt:
+            answers.append(Conflict(
+                f"attempt {attempt} of task {task_id} is not current (the "
+                f"task is at attempt {task.attempt}); stop that process"))
+        else:
+            apply[(task_id, attempt)] = task.job_id
+            state_of[(task_id, attempt)] = WorkState.DONE
+            answers.append({"task": task_id, "attempt": attempt,
+                            "state": WorkState.DONE})
+    if apply:
+        session.execute(
+            update(Task).where(Task.id.in_(sorted(t for t, _ in apply)))
+            .values(state=WorkState.DONE, progress=1.0,
+                    started_at=func.coalesce(
+                        Task.started_at, literal(now, Task.started_at.type)),
+                    finished_at=now, updated_at=now)
+            .execution_options(synchronize_session=False))
+        session.execute(
+            update(TaskAttempt)
+            .where(tuple_(TaskAttempt.task_id, TaskAttempt.attempt).in_(
+                sorted(apply)))
+            .values(state=WorkState.DONE,
+                    started_at=func.coalesce(
+                        TaskAttempt.started_at,
+                        literal(now, TaskAttempt.started_at.type)),
+                    finished_at=now)
+            .execution_options(synchronize_session=False))
+        rollup.update(apply.values())
+    return answers
 
 
 def _answer(task, attempt):
@@ -219,18 +292,31 @@ def release_agent_tasks(session, agent_id, now, outcome=ATTEMPT_LOST,
     return sorted(row.id for row in released)
 
 
-def append_log(session, store, agent_id, assignment_id, offset, data):
+def known_assignments(session, agent_id, assignment_ids):
+    """Return those of ``assignment_ids`` that are assignments of one of
+    ``agent_id``'s attempts (one query)."""
+    ids = sorted(set(assignment_ids))
+    if not ids:
+        return set()
+    return set(session.execute(
+        select(TaskAttempt.assignment_id).distinct()
+        .where(TaskAttempt.assignment_id.in_(ids),
+               TaskAttempt.agent_id == agent_id)).scalars())
+
+
+def append_log(session, store, agent_id, assignment_id, offset, data,
+               known=None):
     """Append a chunk of an assignment's log; return the log's new size.
 
     Raises :class:`NotFound` unless one of ``agent_id``'s attempts has
     that assignment, and :class:`~pyfarm.master.logstore.LogGap` (a
     conflict carrying ``size``) when ``offset`` is past the end.
+    ``known``, the result of :func:`known_assignments` for the caller's
+    chunks, spares the query.
     """
-    known = session.execute(
-        select(TaskAttempt.id)
-        .where(TaskAttempt.assignment_id == assignment_id,
-               TaskAttempt.agent_id == agent_id).limit(1)).first()
     if known is None:
+        known = known_assignments(session, agent_id, [assignment_id])
+    if assignment_id not in known:
         raise NotFound(f"agent {agent_id} has no assignment "
                        f"{assignment_id}")
     return store.append(assignment_id, offset, data)
