@@ -209,14 +209,16 @@ def running_farm(request, tmp_path_factory, backend, agents=2,
             pytest.skip(str(error))
     farm = Farm(root, url)
     failed_before = request.session.testsfailed
+    started = False
     try:
         farm.start_master()
         for number in range(agents):
             farm.start_agent(f"agent-{'abcdefgh'[number]}", env=agent_env)
         farm.wait_for_agents(agents)
+        started = True
         yield farm
     finally:
-        if request.session.testsfailed > failed_before:
+        if not started or request.session.testsfailed > failed_before:
             farm.dump_logs()
         farm.stop()
         if drop:

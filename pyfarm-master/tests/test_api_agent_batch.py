@@ -217,7 +217,7 @@ def test_unknown_agent_404_is_told_from_a_missing_endpoint(agent_api):
     assert "no such API endpoint" in answer.get_json()["error"]
 
 
-def test_only_jobs_with_nothing_queued_are_locked_in_id_order(
+def test_jobs_are_rolled_up_after_the_commit_in_id_order(
         registered, monkeypatch):
     from pyfarm.master.services import rollup
     from pyfarm.master.services import tasks as task_service
@@ -249,14 +249,23 @@ def test_only_jobs_with_nothing_queued_are_locked_in_id_order(
 
     monkeypatch.setattr(rollup, "lock_jobs", locking)
     monkeypatch.setattr(task_service, "report_done_many", reporting)
-    body = batch(registered, updates=[{**item, "state": "done"}
-                                      for item in pairs]).get_json()
+    def committed(session):
+        events.append(("commit",))
+
+    sa.event.listen(db.session, "after_commit", committed)
+    try:
+        body = batch(registered, updates=[{**item, "state": "done"}
+                                          for item in pairs]).get_json()
+    finally:
+        sa.event.remove(db.session, "after_commit", committed)
     assert [item["status"] for item in body["updates"]] == [200] * 3
-    # The jobs near their end first, at once and in id order, then the
-    # updates (the plain `done`s all at once), then the roll-ups; the job
-    # with a frame still queued is not locked at all.
-    assert events == [("lock", [first_job, second_job]),
-                      ("report", [item["task"] for item in pairs]),
+    # The roll-ups' own commit.
+    assert events.pop() == ("commit",)
+    # The updates (the plain `done`s all at once) without any job lock,
+    # then, after the commit, the roll-ups in id order; the job with a
+    # frame still queued is not locked at all.
+    assert events == [("report", [item["task"] for item in pairs]),
+                      ("commit",),
                       ("lock", [first_job]), ("lock", [second_job])]
     db.session.expire_all()
     states = {job: db.session.get(Job, job).state
@@ -431,3 +440,55 @@ def test_plain_dones_in_bulk_keep_every_rule_of_one_update(
     # Done again later: a no-op answered 200.
     again = batch(registered, updates=[{**one, "state": "done"}]).get_json()
     assert again["updates"][0]["status"] == 200
+
+
+def test_the_last_frame_is_committed_before_its_job_is_rolled_up(
+        app, registered, other_engine):
+    # A request ending a job's last frame holds no job lock while it
+    # works: the frame is stored first, the roll-up waits on its own.
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no interleaving")
+    job_id = make_job(1, 1)
+    [pair] = held(batch(registered, sync={}).get_json()["sync"][
+        "assignments"])
+    answers = []
+    with Session(other_engine) as holder:
+        holder.execute(select(Job.id).where(Job.id == job_id)
+                       .with_for_update())
+        thread = threading.Thread(target=lambda: answers.append(batch(
+            registered, updates=[{**pair, "state": "done"}])))
+        thread.start()
+        thread.join(timeout=1)
+        waiting = thread.is_alive()
+        with Session(other_engine) as reader:
+            stored = reader.get(Task, pair["task"]).state
+        holder.rollback()
+    thread.join(timeout=30)
+    assert waiting and stored == "done"
+    assert answers[0].status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Job, job_id).state == "done"
+
+
+def test_a_failed_roll_up_is_left_to_the_scheduler(app, registered,
+                                                   monkeypatch):
+    from pyfarm.master.scheduler import loop
+    from pyfarm.master.services import rollup
+
+    job_id = make_job(1, 1)
+    [pair] = held(batch(registered, sync={}).get_json()["sync"][
+        "assignments"])
+
+    def broken(*args, **kwargs):
+        raise sa.exc.OperationalError("SELECT jobs", {}, Exception("gone"))
+
+    monkeypatch.setattr(rollup, "settle_jobs", broken)
+    answer = batch(registered, updates=[{**pair, "state": "done"}])
+    assert answer.status_code == 200
+    assert answer.get_json()["updates"][0]["status"] == 200
+    db.session.expire_all()
+    assert db.session.get(Job, job_id).state == "running"
+    monkeypatch.undo()
+    loop.run_pass(db.session, NOW, app.config["PYFARM"])
+    db.session.expire_all()
+    assert db.session.get(Job, job_id).state == "done"

@@ -27,7 +27,7 @@ from pyfarm.master.errors import ApiError, BadRequest, NotFound
 from pyfarm.master.services import agents as agent_service
 from pyfarm.master.services import tasks as task_service
 from pyfarm.master.services.catalog import name_problem
-from pyfarm.master.services.rollup import lock_jobs_near_end, settle_jobs
+from pyfarm.master.services.rollup import settle_after_commit
 from pyfarm.master.validation import (
     Count,
     Id,
@@ -297,10 +297,13 @@ def agent_task_update(agent_id, task_id):
     """Apply an agent's update of a task (409: stop that process)."""
     body = parse(TaskUpdate, json_body())
     agent = known_agent(agent_id)
+    now, jobs = utcnow(), set()
     answer = task_service.report_task(
-        db.session, agent.id, task_id, body.attempt, body.state, utcnow(),
-        progress=body.progress, error=body.error, outputs=body.outputs)
+        db.session, agent.id, task_id, body.attempt, body.state, now,
+        progress=body.progress, error=body.error, outputs=body.outputs,
+        rollup=jobs)
     db.session.commit()
+    settle_after_commit(db.session, jobs, now)
     return jsonify(answer)
 
 
@@ -409,22 +412,15 @@ def agent_batch(agent_id):
     body = parse(Batch, json_body(allow_nul=True))
     now = utcnow()
     # The agent's row first: a sync locks it before the tasks, so the
-    # updates must not lock those before it (no deadlock).
+    # updates must not lock those before it (no deadlock). No job is
+    # locked: the jobs are rolled up after the commit.
     agent = known_agent(agent_id, lock=True)
     chunks = [parse_item(BatchLogChunk, item, ("assignment",))
               for item in body.logs]
     items = [parse_item(BatchTaskUpdate, item, ("task", "attempt"))
              for item in body.updates]
-    # Then the jobs the updates may end, all at once and in id order,
-    # before their tasks, as a cancel locks them (see the rollup module).
-    lock_jobs_near_end(db.session, [
-        update.task for update, _ in items if update is not None
-        and update.state in task_service.ENDING_STATES])
     logs, refused = append_chunks(agent, chunks)
     updates, ended, jobs = apply_updates(agent, items, refused, now)
-    if jobs:
-        db.session.flush()
-        settle_jobs(db.session, jobs, now)
     answer = {"logs": logs, "updates": updates, "sync": None}
     if body.sync is not None:
         # What this request just ended is no longer held.
@@ -434,4 +430,5 @@ def agent_batch(agent_id):
             db.session, g.user, agent_id, held, now, settings(),
             free_ram=body.sync.free_ram, prefetch=body.sync.prefetch_pair())
     db.session.commit()
+    settle_after_commit(db.session, jobs, now)
     return jsonify(answer)

@@ -14,21 +14,30 @@ only when it was among the job's last tasks: while frames are still
 queued the job stays ``running`` whatever happens to this one. So an
 ending task does not lock its job at all while the job has queued
 frames; agents finishing frames of the same job then never wait for
-each other. Near the end, when no frame is queued, the job is locked
-before the task (:func:`lock_jobs_near_end`, the order of the job
-services: no deadlock with a cancel) and rolled up after it
-(:func:`settle_jobs`): of two last tasks ending at once on PostgreSQL,
-the second waits for the first to commit and then sees its task ended.
-The check "frames still queued" is read without the lock, so in a rare
-interleaving (a queued frame claimed, run and ended while this
-transaction was open) nobody rolls the job up; the scheduler's pass
-settles such jobs (:func:`settle_stale_jobs`) within one interval.
+each other.
+
+The agents' requests end their tasks without any job lock and roll the
+jobs with nothing queued up afterwards, each in a short transaction of
+its own (:func:`settle_after_commit`): of two last tasks ending at once,
+the roll-up that runs last sees both. A caller rolling up in the same
+transaction (:func:`report_task` without ``rollup``) locks the jobs near
+their end before the task (:func:`lock_jobs_near_end`, the order of the
+job services: no deadlock with a cancel) and rolls up after it
+(:func:`settle_jobs`); its check "frames still queued" is read without
+the lock, so in a rare interleaving (a queued frame claimed, run and
+ended while the transaction was open) nobody rolls the job up. The
+scheduler's pass settles any job left behind
+(:func:`settle_stale_jobs`) within one interval.
 """
 
 from sqlalchemy import exists, func, select
+from sqlalchemy.exc import DBAPIError
 
 from pyfarm.core.enums import ACTIVE_TASK_STATES, FINAL_STATES, WorkState
+from pyfarm.core.logger import getLogger
 from pyfarm.master.models import Job, Task
+
+logger = getLogger("master.rollup")
 
 
 def task_counts(session, job_ids):
@@ -171,6 +180,30 @@ def settle_jobs(session, job_ids, now):
             rollup_job(session, job, now)
             settled.append(job_id)
     return settled
+
+
+def settle_after_commit(session, job_ids, now):
+    """Roll up ``job_ids`` in a transaction of their own, after the one
+    that ended their tasks committed; return the ids rolled up.
+
+    The request ending tasks then holds no job lock, and each job's lock
+    is held only for its roll-up: agents finishing the last frames of one
+    job do not wait for each other's whole requests. Each roll-up runs
+    after its own tasks were committed, so the last one sees them all. A
+    failure is logged and left to the scheduler's pass
+    (:func:`settle_stale_jobs`), which settles any job left behind.
+    """
+    if not job_ids:
+        return []
+    try:
+        settled = settle_jobs(session, job_ids, now)
+        session.commit()
+        return settled
+    except DBAPIError:
+        session.rollback()
+        logger.warning("rolling up jobs %s failed; the scheduler will",
+                       sorted(job_ids), exc_info=True)
+        return []
 
 
 def settle_stale_jobs(session, now):

@@ -60,14 +60,14 @@ def report_task(session, agent_id, task_id, attempt, state, now,
     these are raised before anything changed, so a caller applying several
     updates in one transaction may go on with the next one.
 
-    An ending state rolls the job up when nothing of it is queued any
-    more (:func:`~pyfarm.master.services.rollup.settle_jobs`; the job is
-    not locked while frames are queued). ``rollup``, a set, collects the
-    ids of the jobs to settle instead: a caller applying many updates
-    locks the jobs near their end first (with
-    :func:`~pyfarm.master.services.rollup.lock_jobs_near_end`, for all
-    its ending updates at once), and settles them once after its last
-    update, before it commits.
+    An ending state rolls the job up, in this transaction, when nothing
+    of it is queued any more (the job locked before the task, see
+    :func:`~pyfarm.master.services.rollup.lock_jobs_near_end`; not locked
+    at all while frames are queued). ``rollup``, a set, collects the ids
+    of the jobs to roll up instead, and no job is locked: the caller
+    rolls them up once it committed
+    (:func:`~pyfarm.master.services.rollup.settle_after_commit`), as the
+    agents' endpoints do.
     """
     if state not in REPORTABLE_STATES:
         raise ValueError(f"cannot report state {state!r}")
