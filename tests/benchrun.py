@@ -22,9 +22,16 @@ def run_bench(name, *args, timeout=240):
     return result.returncode, result.stdout, result.stderr
 
 
-def bench_summary(stdout):
+def bench_summary(stdout, stderr=""):
     """Return the JSON summary a benchmark prints (an object starting and
-    ending on lines of their own, after its text report)."""
+    ending on lines of their own, after its text report).
+
+    A benchmark that stopped before its summary fails the test with the
+    end of its output and of ``stderr`` (its processes' logs).
+    """
+    if "\n{" not in stdout or "\n}" not in stdout:
+        raise AssertionError(f"no summary in the output:\n{stdout[-2000:]}"
+                             f"\n--- stderr ---\n{stderr[-8000:]}")
     return json.loads(stdout[stdout.index("\n{") + 1:
                              stdout.rindex("\n}") + 2])
 

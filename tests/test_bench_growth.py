@@ -15,7 +15,7 @@ def test_growth_measures_every_size():
         "growth", "--sizes", "2100,6000", "--runs", "1", "--seconds", "2",
         "--claims", "10", "--agents", "4", "--workers", "1")
     assert status in (0, 1), err
-    summary = bench_summary(out)
+    summary = bench_summary(out, err)
     assert [size["tasks"] for size in summary["sizes"]] == [2100, 6000]
     for size in summary["sizes"]:
         assert size["decision_p50_ms"] > 0 and size["sync_p50_ms"] > 0

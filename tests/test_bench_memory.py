@@ -15,7 +15,7 @@ def test_memory_measures_the_master_and_an_idle_agent():
         "memory", "--tasks", "5000", "--runs", "1", "--seconds", "1",
         "--agents", "3", "--workers", "1", "--settle", "0.5")
     assert status in (0, 1), err
-    summary = bench_summary(out)
+    summary = bench_summary(out, err)
     assert summary["tasks"] == 5000
     [run] = summary["runs"]
     assert run["served"]["jobs_listed"] > 0

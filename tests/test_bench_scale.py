@@ -29,7 +29,7 @@ def test_scale_hands_out_frames_and_checks_them(masters, protocol):
     # The targets are not reachable at this size: the exit status says
     # only whether they were met.
     assert status in (0, 1), err
-    result = bench_summary(out)
+    result = bench_summary(out, err)
     assert result["machine"]["database"].startswith("PostgreSQL")
     assert result["protocol"] == protocol and result["prefetch"] == 0
     assert f"protocol {protocol}, prefetch 0" in out

@@ -18,7 +18,7 @@ def test_pyfarm_side_runs_and_reports_frames_per_second():
         "sqlite", "--no-celery", "--set", "PYFARM_SYNC_INTERVAL=0.5")
     assert status == 0, out + err
     assert "PyFarm on SQLite" in out
-    report = bench_summary(out)
+    report = bench_summary(out, err)
     [sqlite] = report["pyfarm"]
     assert report["frames"] == 6 and report["celery"] is None
     assert len(sqlite["runs"]) == 1 and sqlite["frames_per_second"] > 0

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 def test_dispatch_runs_a_small_job_through_two_agents():
     status, out, err = run_bench("dispatch", "--frames", "6", "--runs", "1")
     assert status == 0, err
-    result = bench_summary(out)
+    result = bench_summary(out, err)
     assert result["frames"] == 6 and len(result["runs"]) == 1
     assert result["frames_per_second"] > 0
     assert result["machine"]["cores"] >= 1
@@ -22,7 +22,7 @@ def test_submit_times_a_job_and_checks_its_tasks():
     status, out, err = run_bench("submit", "--database", "sqlite",
                                  "--frames", "500", "--runs", "1")
     assert status == 0, err
-    [result] = bench_summary(out)["results"]
+    [result] = bench_summary(out, err)["results"]
     assert result["database"].startswith("SQLite ")
     assert result["passed"] and 0 < result["median_seconds"] < 3
 
