@@ -209,3 +209,26 @@ def test_tokens_are_unique_per_call(session, app):
         select(sa.func.count()).select_from(ApiToken)).scalar_one() == 2
     assert session.get(User, user.id).tokens[0].token_hash in {
         hash_token(first), hash_token(second)}
+
+
+def test_a_token_never_starts_with_a_dash(monkeypatch):
+    # On a command line (pyfarm-agent start --token TOKEN) a token
+    # starting with "-" would be taken for an option.
+    from pyfarm.master import auth
+
+    drawn = iter(["-starts-with-a-dash", "_then_fine-"])
+    monkeypatch.setattr(auth.secrets, "token_urlsafe",
+                        lambda size: next(drawn))
+    assert auth.new_token() == "_then_fine-"
+
+
+def test_real_tokens_pass_as_command_line_values():
+    import argparse
+
+    from pyfarm.master import auth
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--token")
+    for _ in range(2000):  # about 30 would start with "-" if allowed
+        token = auth.new_token()
+        assert parser.parse_args(["--token", token]).token == token

@@ -27,8 +27,17 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def new_token():
-    """Return a new random token (shown to the user once)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """Return a new random token (shown to the user once).
+
+    URL-safe text of :data:`TOKEN_BYTES` random bytes that never starts
+    with ``-``: a token is passed on command lines (``pyfarm-agent start
+    --token TOKEN``), where one starting with ``-`` would be taken for an
+    option (one token in 64 did).
+    """
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if not token.startswith("-"):
+            return token
 
 
 def hash_token(token):
