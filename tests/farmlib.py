@@ -122,7 +122,7 @@ class Farm:
         ``env`` adds environment variables (agent settings) for it.
         """
         argv = ["pyfarm-agent", "start", "--no-daemon", "--master", self.url,
-                "--token", self.agent_token, "--cpus", str(cpus),
+                f"--token={self.agent_token}", "--cpus", str(cpus),
                 "--data-dir", str(self.root / name)]
         if tags:
             argv += ["--tags", ",".join(tags)]
