@@ -66,6 +66,17 @@ def make_job(session, frames):
     return job.id
 
 
+def claimed_frame(app, session, frames):
+    """Make a job of ``frames`` frames and an agent holding its first;
+    return ``(job_id, agent_id, task_id)``."""
+    job_id = make_job(session, frames)
+    agent_id = make_agent(session, "node1")
+    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
+                                   NOW, app.config["PYFARM"])
+    session.commit()
+    return job_id, agent_id, assignment["tasks"][0]["id"]
+
+
 def test_two_last_tasks_done_at_once_finish_the_job(
         app, postgresql, session, other_engine):
     # Two agents report the job's last two tasks done at the same moment.
@@ -147,13 +158,7 @@ def test_a_done_with_frames_still_queued_does_not_wait_for_the_job(
         app, postgresql, session, other_engine):
     # Agents finishing frames of one job must not queue up behind its
     # row: while frames are queued a `done` leaves the job row alone.
-    settings = app.config["PYFARM"]
-    job_id = make_job(session, 3)
-    agent_id = make_agent(session, "node1")
-    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
-                                   NOW, settings)
-    session.commit()
-    task_id = assignment["tasks"][0]["id"]
+    job_id, agent_id, task_id = claimed_frame(app, session, 3)
     with Session(other_engine) as holder:
         # Another transaction (a rerun, a pause...) holds the job's row.
         holder.execute(select(Job.id).where(Job.id == job_id)
@@ -175,13 +180,7 @@ def test_the_last_done_waits_for_the_job_and_rolls_it_up(
         app, postgresql, session, other_engine):
     # With nothing queued any more the `done` locks the job: it waits for
     # a transaction holding the row, then sees the job's tasks afresh.
-    settings = app.config["PYFARM"]
-    job_id = make_job(session, 1)
-    agent_id = make_agent(session, "node1")
-    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
-                                   NOW, settings)
-    session.commit()
-    task_id = assignment["tasks"][0]["id"]
+    job_id, agent_id, task_id = claimed_frame(app, session, 1)
     done, errors = [], []
 
     def report():
@@ -212,13 +211,7 @@ def test_the_last_done_locks_its_job_before_its_task(
         app, postgresql, session, other_engine):
     # A cancel locks the job, then its tasks; the last `done` must take
     # them in the same order, or each would wait for the other.
-    settings = app.config["PYFARM"]
-    job_id = make_job(session, 1)
-    agent_id = make_agent(session, "node1")
-    [assignment] = claim_for_agent(session, session.get(Agent, agent_id),
-                                   NOW, settings)
-    session.commit()
-    task_id = assignment["tasks"][0]["id"]
+    job_id, agent_id, task_id = claimed_frame(app, session, 1)
     try:
         report_task(session, agent_id, task_id, 1, "done", NOW)
         with Session(other_engine) as other:

@@ -85,18 +85,9 @@ def report_task(session, agent_id, task_id, attempt, state, now,
         select(TaskAttempt).where(TaskAttempt.task_id == task_id,
                                   TaskAttempt.attempt == attempt)
         .execution_options(populate_existing=True)).scalar()
-    if row is None or row.agent_id != agent_id:
-        raise Conflict(f"task {task_id} has no attempt {attempt} on agent "
-                       f"{agent_id}; stop that process")
-    if row.state in FINAL_ATTEMPT_STATES:
-        if row.state == state:
-            return _answer(task, attempt)
-        raise Conflict(f"attempt {attempt} of task {task_id} already ended "
-                       f"as {row.state!r}; stop that process")
-    if attempt != task.attempt:
-        raise Conflict(f"attempt {attempt} of task {task_id} is not current "
-                       f"(the task is at attempt {task.attempt}); stop that "
-                       f"process")
+    if is_repeat(agent_id, task_id, attempt, state,
+                 row and row.agent_id, row and row.state, task.attempt):
+        return _answer(task, attempt)
     if outputs is not None:
         row.outputs = list(outputs)
     APPLY[state](session, task, row, now, progress, error)
@@ -108,6 +99,30 @@ def report_task(session, agent_id, task_id, attempt, state, now,
         else:
             rollup.add(task.job_id)
     return _answer(task, attempt)
+
+
+def is_repeat(agent_id, task_id, attempt, state, attempt_agent,
+              attempt_state, current):
+    """Fencing: whether an update to ``state`` of ``attempt`` repeats that
+    attempt's final state (a no-op); False when it applies.
+
+    Raises :class:`Conflict` (the agent stops that process) when the
+    attempt is not this agent's (``attempt_agent``), ended otherwise
+    (``attempt_state``) or is not the task's ``current`` attempt.
+    """
+    if attempt_agent is None or attempt_agent != agent_id:
+        raise Conflict(f"task {task_id} has no attempt {attempt} on agent "
+                       f"{agent_id}; stop that process")
+    if attempt_state in FINAL_ATTEMPT_STATES:
+        if attempt_state == state:
+            return True
+        raise Conflict(f"attempt {attempt} of task {task_id} already ended "
+                       f"as {attempt_state!r}; stop that process")
+    if attempt != current:
+        raise Conflict(f"attempt {attempt} of task {task_id} is not current "
+                       f"(the task is at attempt {current}); stop that "
+                       f"process")
+    return False
 
 
 def report_done_many(session, agent_id, updates, now, rollup):
@@ -140,22 +155,20 @@ def report_done_many(session, agent_id, updates, now, rollup):
         if task is None:
             answers.append(NotFound(f"no task with id {task_id}"))
             continue
-        state = state_of.get((task_id, attempt), row and row.state)
-        if row is None or row.agent_id != agent_id:
-            answers.append(Conflict(
-                f"task {task_id} has no attempt {attempt} on agent "
-                f"{agent_id}; stop that process"))
-        elif state in FINAL_ATTEMPT_STATES:
+        try:
+            repeat = is_repeat(
+                agent_id, task_id, attempt, WorkState.DONE,
+                row and row.agent_id,
+                state_of.get((task_id, attempt), row and row.state),
+                task.attempt)
+        except Conflict as error:
+            answers.append(error)
+            continue
+        if repeat:
             answers.append(
                 {"task": task_id, "attempt": attempt,
                  "state": WorkState.DONE if (task_id, attempt) in apply
-                 else task.state} if state == WorkState.DONE else
-                Conflict(f"attempt {attempt} of task {task_id} already "
-                         f"ended as {state!r}; stop that process"))
-        elif attempt != task.attempt:
-            answers.append(Conflict(
-                f"attempt {attempt} of task {task_id} is not current (the "
-                f"task is at attempt {task.attempt}); stop that process"))
+                 else task.state})
         else:
             apply[(task_id, attempt)] = task.job_id
             state_of[(task_id, attempt)] = WorkState.DONE
